@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import os
+import tempfile
 from dataclasses import dataclass
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple, Union
 
@@ -461,6 +463,85 @@ class AutoencoderMDiffAE(ModelMixin, AutoencoderMixin, ConfigMixin):
         dist = self.encode(sample).latent_dist
         z = dist.sample(generator=generator) if sample_posterior else dist.mode()
         return self.decode(z, return_dict=return_dict, generator=generator)
+
+    # -- hub ----------------------------------------------------------------------------------
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+        """``ModelMixin.from_pretrained``, but strict: any missing, unexpected or mis-shaped tensor raises.
+
+        diffusers only logs missing keys and leaves those parameters on the ``meta`` device (or
+        uninitialised); a half-loaded autoencoder would decode garbage, so it is refused here with
+        the list of offending tensors. Accepts every ``ModelMixin.from_pretrained`` argument
+        (``subfolder``, ``torch_dtype``, ``variant``, ``revision``, ...).
+        """
+        want_info = kwargs.pop("output_loading_info", False)
+        model, info = super().from_pretrained(pretrained_model_name_or_path, output_loading_info=True, **kwargs)
+        problems = []
+        for key in ("missing_keys", "unexpected_keys"):
+            names = sorted(info.get(key) or [])
+            if names:
+                problems.append(f"  {key.replace('_', ' ')} ({len(names)}): " + ", ".join(names))
+        if info.get("mismatched_keys"):
+            problems.append("  shape mismatches: " + ", ".join(
+                f"{k} {list(a)} vs {list(b)}" for k, a, b in info["mismatched_keys"]))
+        if info.get("error_msgs"):
+            problems.append("  errors: " + "; ".join(map(str, info["error_msgs"])))
+        if problems:
+            raise ValueError(
+                f"checkpoint {pretrained_model_name_or_path} does not match {cls.__name__}(config):\n"
+                + "\n".join(problems)
+            )
+        return (model, info) if want_info else model
+
+    def model_card(self) -> str:
+        """Markdown model card (YAML front matter + usage) written next to the weights on save."""
+        from .model_card import render_model_card
+
+        return render_model_card(self)
+
+    def save_pretrained(self, save_directory: Union[str, os.PathLike], is_main_process: bool = True, **kwargs):
+        """``ModelMixin.save_pretrained`` plus a ``README.md`` model card unless one exists."""
+        push = kwargs.pop("push_to_hub", False)
+        repo_kwargs = {k: kwargs.pop(k) for k in ("repo_id", "commit_message", "private", "token", "create_pr")
+                       if k in kwargs}
+        super().save_pretrained(save_directory, is_main_process=is_main_process, **kwargs)
+        card = os.path.join(save_directory, "README.md")
+        if is_main_process and not os.path.exists(card):
+            with open(card, "w", encoding="utf-8") as f:
+                f.write(self.model_card())
+        if push:
+            repo_id = repo_kwargs.pop("repo_id", None) or os.path.basename(os.path.normpath(save_directory))
+            return self.push_to_hub(repo_id, variant=kwargs.get("variant"), **repo_kwargs)
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        commit_message: Optional[str] = None,
+        private: Optional[bool] = None,
+        token: Optional[str] = None,
+        create_pr: bool = False,
+        safe_serialization: bool = True,
+        variant: Optional[str] = None,
+        subfolder: Optional[str] = None,
+    ):
+        """Save to a temporary folder (weights, config, model card) and upload it to the Hub.
+
+        Unlike ``ModelMixin.push_to_hub`` the card is this package's own (``library_name:
+        diffusers`` plus mDiffAE tags and usage), so users find how to load the custom class.
+        """
+        from huggingface_hub import HfApi
+
+        api = HfApi(token=token)
+        repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+        with tempfile.TemporaryDirectory() as tmp:
+            self.save_pretrained(tmp, safe_serialization=safe_serialization, variant=variant)
+            if subfolder:
+                os.remove(os.path.join(tmp, "README.md"))
+            return api.upload_folder(
+                repo_id=repo_id, folder_path=tmp, path_in_repo=subfolder,
+                commit_message=commit_message or "Upload AutoencoderMDiffAE", create_pr=create_pr,
+            )
 
     @torch.no_grad()
     def reconstruct(
