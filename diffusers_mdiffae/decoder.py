@@ -122,7 +122,7 @@ class MDiffAEDecoder(nn.Module):
         """Predict ``x_0`` ``[B, 3, H, W]`` from ``x_t`` ``[B, 3, H, W]``, ``t`` ``[B]`` and tokens."""
         h = self.fuse(torch.cat([self.norm_in(self.patchify(x_t)), cond_tokens], dim=1))
         h = self.fuse_norm(h)
-        a = torch.nn.functional.silu(self.time_embed(t)).to(h.dtype)
+        a = torch.nn.functional.silu(self.time_embed(t, dtype=h.dtype))
         base = self.adaln_base(a)
         mods = [base + delta(a) for delta in self.adaln_deltas]
         if not self.skip:

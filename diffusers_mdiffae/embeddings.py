@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import torch
 from torch import nn
@@ -87,7 +88,8 @@ class SinusoidalTimeEmbeddingMLP(nn.Module):
         self.act = nn.SiLU()
         self.linear_2 = nn.Linear(hidden, dim)
 
-    def forward(self, t: torch.Tensor) -> torch.Tensor:
+    def forward(self, t: torch.Tensor, dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+        """``dtype`` is the compute dtype; it differs from the weights' under layerwise casting."""
         feats = sinusoidal_features(t, self.freq_dim, self.time_scale, self.max_period)
-        feats = feats.to(self.linear_1.weight.dtype)
+        feats = feats.to(self.linear_1.weight.dtype if dtype is None else dtype)
         return self.linear_2(self.act(self.linear_1(feats)))

@@ -192,3 +192,17 @@ def test_low_precision_model_decodes_close_to_float32(dtype):
         out = model.reconstruct(x.to(dtype))
     assert out.dtype == dtype
     assert (out.float() - ref).abs().mean() < 0.05
+
+
+def test_diffusers_layerwise_casting_and_group_offload_work():
+    x = images(1, 32, 32)
+    model = make_tiny()
+    with torch.no_grad():
+        ref = model.reconstruct(x)
+        model.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=torch.float32)
+        cast = model.reconstruct(x)
+        offloaded = make_tiny()
+        offloaded.enable_group_offload(torch.device("cpu"), offload_type="leaf_level")
+        off = offloaded.reconstruct(x)
+    assert (cast - ref).abs().mean() < 0.1
+    assert torch.equal(off, ref)
