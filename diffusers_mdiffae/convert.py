@@ -262,7 +262,7 @@ def build_from_state_dict(
         raise CheckpointError(f"checkpoint has NaN/inf values in {len(bad)} tensor(s): {bad[:10]}")
     model.load_state_dict(converted, strict=True, assign=True)
     model = model.float() if torch_dtype is None else model.to(torch_dtype)
-    return model.eval()
+    return model.use_channels_last_weights().eval()
 
 
 def convert_original_snapshot(

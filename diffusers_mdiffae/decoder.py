@@ -104,7 +104,7 @@ class MDiffAEDecoder(nn.Module):
         ``keep_mask`` (bool ``[B, 1, h, w]``, True = keep) replaces the other tokens by
         ``mask_feature``: training's masking regulariser and the unconditional PDG branch.
         """
-        z = self.latent_up(self.latent_norm(latents))
+        z = self.latent_up(self.latent_norm(latents)).contiguous(memory_format=torch.channels_last)
         if keep_mask is not None:
             if self.mask_feature is None:
                 raise ValueError(f"token masking is not available with pdg_mode={self.pdg_mode!r}")
@@ -120,7 +120,8 @@ class MDiffAEDecoder(nn.Module):
         self, x_t: torch.Tensor, t: torch.Tensor, cond_tokens: torch.Tensor, drop_middle: bool = False
     ) -> torch.Tensor:
         """Predict ``x_0`` ``[B, 3, H, W]`` from ``x_t`` ``[B, 3, H, W]``, ``t`` ``[B]`` and tokens."""
-        h = self.fuse(torch.cat([self.norm_in(self.patchify(x_t)), cond_tokens], dim=1))
+        x_tok = self.norm_in(self.patchify(x_t)).contiguous(memory_format=torch.channels_last)
+        h = self.fuse(torch.cat([x_tok, cond_tokens.contiguous(memory_format=torch.channels_last)], dim=1))
         h = self.fuse_norm(h)
         a = torch.nn.functional.silu(self.time_embed(t, dtype=h.dtype))
         base = self.adaln_base(a)

@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import save_file
 
 from conftest import make_tiny
+from fixtures import fake_m_diffae
 from diffusers_mdiffae import AutoencoderMDiffAE
 from diffusers_mdiffae.convert import (
     CheckpointError,
@@ -30,17 +31,7 @@ ORIGINAL_CONFIG = {
 
 
 def to_original_layout(model):
-    """Our state dict re-spelled the way the converter's alias rules say the original may store it."""
-    out = {}
-    for k, v in model.state_dict().items():
-        k2 = (k.replace("r.patchify.proj.", "r.patchify.conv.").replace(".cca.proj.", ".cca.1.")
-              .replace("time_embed.linear_1.", "time_embed.mlp.0.").replace("time_embed.linear_2.", "time_embed.mlp.2."))
-        if k2.endswith("patchify.conv.weight"):
-            v = v.reshape(v.shape[0], 3, 16, 16)  # strided-conv form of PixelUnshuffle + 1x1
-        if k2 == "decoder.mask_feature":
-            v = v.reshape(-1)
-        out[k2] = v.contiguous()
-    return out
+    return fake_m_diffae.to_original_layout(model.state_dict())
 
 
 @pytest.fixture
