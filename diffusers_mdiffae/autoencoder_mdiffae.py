@@ -61,13 +61,16 @@ class MDiffAEEncoderOutput(AutoencoderKLOutput):
 
 
 def _spans(length: int, tile: int, overlap: int) -> List[Tuple[int, int]]:
-    """Start/end of overlapping windows covering ``[0, length)``; the last one is flush with the end."""
+    """Fewest windows of size ``tile`` overlapping by at least ``overlap`` that cover ``[0, length)``.
+
+    Starts are spread evenly, so the spare room becomes extra overlap shared by every seam
+    instead of one nearly redundant last tile.
+    """
     if length <= tile:
         return [(0, length)]
-    stride = max(tile - overlap, 1)
-    starts = list(range(0, length - tile + 1, stride))
-    if starts[-1] != length - tile:
-        starts.append(length - tile)
+    n = -(-(length - overlap) // max(tile - overlap, 1))
+    n = max(n, 2)
+    starts = [round(i * (length - tile) / (n - 1)) for i in range(n)]
     return [(s, s + tile) for s in starts]
 
 
