@@ -132,6 +132,7 @@ class AutoencoderMDiffAE(ModelMixin, AutoencoderMixin, ConfigMixin):
 
     _supports_gradient_checkpointing = True
     _no_split_modules = ["DiCoBlock"]
+    _repeated_blocks = ["DiCoBlock"]  # compile_repeated_blocks() compiles each block once per shape
     _skip_layerwise_casting_patterns = ["norm", "mask_feature"]
 
     @register_to_config

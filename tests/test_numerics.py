@@ -59,3 +59,13 @@ def test_batched_pdg_equals_two_separate_forwards():
             x = sched.step(c, t, x, model_output_uncond=u, guidance_scale=1.4).prev_sample
         got = model.decode(z, num_inference_steps=2, pdg_strength=1.4, seed=3).sample
     assert torch.allclose(got, x.clamp(-1, 1), atol=1e-5)
+
+
+def test_compile_repeated_blocks_matches_eager():
+    model = make_tiny(seed=7)
+    x = images(1, 32, 32)
+    with torch.no_grad():
+        ref = model.reconstruct(x)
+        model.compile_repeated_blocks(dynamic=False)
+        out = model.reconstruct(x)
+    assert torch.allclose(out, ref, atol=1e-5)
