@@ -8,6 +8,7 @@
 
 from .autoencoder_mdiffae import AutoencoderMDiffAE, MDiffAEEncoderOutput, MDiffAEInferenceConfig
 from .scheduling_vp_ddim import VPDDIMScheduler, VPDDIMSchedulerOutput
+from .scheduling_vp_dpmpp_2m import VPDPMSolverMultistepScheduler
 
 __version__ = "0.1.0"
 
@@ -17,4 +18,5 @@ __all__ = [
     "MDiffAEInferenceConfig",
     "VPDDIMScheduler",
     "VPDDIMSchedulerOutput",
+    "VPDPMSolverMultistepScheduler",
 ]

@@ -20,6 +20,9 @@ from .checks import check_images, check_latents
 from .decoder import MDiffAEDecoder
 from .encoder import MDiffAEEncoder
 from .scheduling_vp_ddim import VPDDIMScheduler
+from .scheduling_vp_dpmpp_2m import VPDPMSolverMultistepScheduler
+
+SAMPLERS = {"ddim": VPDDIMScheduler, "dpmpp_2m": VPDPMSolverMultistepScheduler}
 from .token_mask import grouped_keep_mask
 
 GeneratorArg = Optional[Union[torch.Generator, List[torch.Generator]]]
@@ -31,7 +34,7 @@ class MDiffAEInferenceConfig:
 
     Args:
         num_steps: decoder evaluations (DDIM steps). 1 is PSNR-optimal; more steps with PDG sharpen.
-        sampler: ``"ddim"`` (the only sampler implemented here).
+        sampler: ``"ddim"`` or ``"dpmpp_2m"`` (DPM-Solver++(2M), better at few multi-step decodes).
         schedule: time grid, ``"linear"`` in t.
         pdg_enabled: apply path-drop guidance.
         pdg_strength: guidance weight when enabled (the mDiffAE v1 card recommends 1.01-1.2).
@@ -300,12 +303,12 @@ class AutoencoderMDiffAE(ModelMixin, AutoencoderMixin, ConfigMixin):
         num_inference_steps: Optional[int],
         pdg_strength: Optional[float],
         seed: Optional[int],
-    ) -> Tuple[int, float, Optional[int]]:
+        sampler: Optional[str],
+    ) -> Tuple[int, float, Optional[int], str]:
         steps = self.config.decoder_num_inference_steps
         strength = self.config.decoder_pdg_strength
         if inference_config is not None:
-            if inference_config.sampler != "ddim":
-                raise ValueError(f"sampler {inference_config.sampler!r} is not implemented; use 'ddim'")
+            sampler = inference_config.sampler if sampler is None else sampler
             if inference_config.schedule != "linear":
                 raise ValueError(f"schedule {inference_config.schedule!r} is not implemented; use 'linear'")
             steps = inference_config.num_steps
@@ -320,7 +323,17 @@ class AutoencoderMDiffAE(ModelMixin, AutoencoderMixin, ConfigMixin):
             raise ValueError(f"pdg_strength must be finite, got {strength!r}")
         if seed is None:
             seed = self.config.decoder_seed
-        return steps, float(strength), seed
+        sampler = "ddim" if sampler is None else sampler
+        if sampler not in SAMPLERS:
+            raise ValueError(f"sampler {sampler!r} is not implemented; use one of {sorted(SAMPLERS)}")
+        return steps, float(strength), seed, sampler
+
+    def _scheduler_for(self, sampler: str) -> VPDDIMScheduler:
+        """``self.scheduler`` for its own kind; another solver is built from the same schedule config."""
+        cls = SAMPLERS[sampler]
+        if type(self.scheduler) is cls:
+            return self.scheduler
+        return cls.from_config(self.scheduler.config)
 
     def sampling_state(
         self,
@@ -359,9 +372,10 @@ class AutoencoderMDiffAE(ModelMixin, AutoencoderMixin, ConfigMixin):
         steps: int,
         strength: float,
         callback: Optional[Callable[[int, int], None]],
+        scheduler: VPDDIMScheduler,
     ) -> torch.Tensor:
-        """The DDIM loop; every schedule/guidance formula lives in the scheduler."""
-        decoder, scheduler = self.decoder, self.scheduler
+        """The sampling loop; every schedule/solver/guidance formula lives in the scheduler."""
+        decoder = self.decoder
         dtype = self.dtype
         z = z.to(dtype)
         guided = strength != 1.0
@@ -389,11 +403,11 @@ class AutoencoderMDiffAE(ModelMixin, AutoencoderMixin, ConfigMixin):
                 callback(i + 1, steps)
         return x.clamp(-1.0, 1.0)
 
-    def _decode(self, z, noise, mask, steps, strength, callback) -> torch.Tensor:
+    def _decode(self, z, noise, mask, steps, strength, callback, scheduler) -> torch.Tensor:
         h, w = z.shape[-2:]
         tile, _ = self._tile_geometry()
         if not (self.use_tiling and (h > tile or w > tile)):
-            return self._sample(z, noise, mask, steps, strength, callback)
+            return self._sample(z, noise, mask, steps, strength, callback, scheduler)
         p = self.config.patch_size
         out = torch.zeros(noise.shape, device=z.device, dtype=torch.float32)
         norm = torch.zeros(1, 1, h * p, w * p, device=z.device, dtype=torch.float32)
@@ -401,7 +415,7 @@ class AutoencoderMDiffAE(ModelMixin, AutoencoderMixin, ConfigMixin):
             psy, psx = slice(sy.start * p, sy.stop * p), slice(sx.start * p, sx.stop * p)
             weight = weight.repeat_interleave(p, 0).repeat_interleave(p, 1).to(z.device)
             tile_mask = mask[:, :, sy, sx] if mask is not None else None
-            img = self._sample(z[:, :, sy, sx], noise[:, :, psy, psx], tile_mask, steps, strength, callback)
+            img = self._sample(z[:, :, sy, sx], noise[:, :, psy, psx], tile_mask, steps, strength, callback, scheduler)
             out[:, :, psy, psx] += img * weight
             norm[:, :, psy, psx] += weight
         return out / norm
@@ -417,6 +431,7 @@ class AutoencoderMDiffAE(ModelMixin, AutoencoderMixin, ConfigMixin):
         num_inference_steps: Optional[int] = None,
         pdg_strength: Optional[float] = None,
         seed: Optional[int] = None,
+        sampler: Optional[str] = None,
         inference_config: Optional[MDiffAEInferenceConfig] = None,
         callback: Optional[Callable[[int, int], None]] = None,
     ) -> Union[DecoderOutput, Tuple[torch.Tensor]]:
@@ -431,6 +446,7 @@ class AutoencoderMDiffAE(ModelMixin, AutoencoderMixin, ConfigMixin):
             num_inference_steps: DDIM steps (default ``config.decoder_num_inference_steps``).
             pdg_strength: path-drop guidance weight, 1.0 = off (default ``config.decoder_pdg_strength``).
             seed: per-sample seed for the noise when no generator is given (default ``config.decoder_seed``).
+            sampler: ``"ddim"`` (default) or ``"dpmpp_2m"``.
             inference_config: :class:`MDiffAEInferenceConfig`, the original package's settings object;
                 explicit keyword arguments override it.
             callback: called as ``callback(step, num_steps)`` after every DDIM step (of every tile);
@@ -449,17 +465,20 @@ class AutoencoderMDiffAE(ModelMixin, AutoencoderMixin, ConfigMixin):
                     f"{name}={value} does not match the latents: {tuple(z.shape)} decodes to {h * p}x{w * p} "
                     f"(latent grid x {p})"
                 )
-        steps, strength, seed = self._resolve_settings(inference_config, num_inference_steps, pdg_strength, seed)
+        steps, strength, seed, sampler = self._resolve_settings(
+            inference_config, num_inference_steps, pdg_strength, seed, sampler
+        )
+        scheduler = self._scheduler_for(sampler)
         need_mask = strength != 1.0 and self.decoder.pdg_mode in ("token_mask", "dual")
         noise, mask = self.sampling_state(z.shape[0], h, w, generator, seed, need_mask, device=z.device)
         if self.use_slicing and z.shape[0] > 1:
             image = torch.cat([
                 self._decode(z[i:i + 1], noise[i:i + 1], mask[i:i + 1] if mask is not None else None,
-                             steps, strength, callback)
+                             steps, strength, callback, scheduler)
                 for i in range(z.shape[0])
             ])
         else:
-            image = self._decode(z, noise, mask, steps, strength, callback)
+            image = self._decode(z, noise, mask, steps, strength, callback, scheduler)
         image = image.to(self.dtype)
         if not return_dict:
             return (image,)

@@ -137,9 +137,19 @@ def test_original_api_decode_with_height_width_and_reconstruct(tiny):
         tiny.decode(z, height=50, width=64)
 
 
-def test_unimplemented_sampler_is_refused(tiny, z):
-    with pytest.raises(ValueError, match="dpmpp_2m"):
-        tiny.decode(z, inference_config=MDiffAEInferenceConfig(sampler="dpmpp_2m"))
+def test_unknown_sampler_is_refused(tiny, z):
+    with pytest.raises(ValueError, match="euler.*dpmpp_2m"):
+        tiny.decode(z, inference_config=MDiffAEInferenceConfig(sampler="euler"))
+
+
+def test_dpmpp_2m_sampler_decodes_and_differs_from_ddim_beyond_one_step(tiny, z):
+    one = decode(tiny, z, sampler="dpmpp_2m")
+    assert torch.equal(one, decode(tiny, z))  # one step: both return the x0 prediction
+    cfg = MDiffAEInferenceConfig(num_steps=4, sampler="dpmpp_2m", pdg_enabled=True, pdg_strength=1.1)
+    dpm = decode(tiny, z, inference_config=cfg)
+    assert torch.isfinite(dpm).all() and not torch.equal(dpm, decode(tiny, z, num_inference_steps=4, pdg_strength=1.1))
+    tiny.enable_slicing()
+    assert torch.allclose(decode(tiny, z, inference_config=cfg), dpm, atol=1e-5)  # solver state resets per run
 
 
 def test_callback_reports_every_step_and_can_interrupt(tiny, z):
