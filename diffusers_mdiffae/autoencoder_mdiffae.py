@@ -506,8 +506,20 @@ class AutoencoderMDiffAE(ModelMixin, AutoencoderMixin, ConfigMixin):
         uninitialised); a half-loaded autoencoder would decode garbage, so it is refused here with
         the list of offending tensors. Accepts every ``ModelMixin.from_pretrained`` argument
         (``subfolder``, ``torch_dtype``, ``variant``, ``revision``, ...).
+
+        A folder or Hub repo in the published ``m_diffae`` layout (original ``config.json`` +
+        ``model.safetensors``) is recognised and converted on load with
+        :func:`diffusers_mdiffae.convert.convert_original_snapshot`.
         """
+        from .convert import convert_original_snapshot, locate_original_snapshot
+
         want_info = kwargs.pop("output_loading_info", False)
+        original = locate_original_snapshot(pretrained_model_name_or_path, kwargs.get("subfolder"), **kwargs)
+        if original is not None:
+            # A published (non-diffusers) snapshot: convert it on the fly, strictly.
+            model = convert_original_snapshot(original, torch_dtype=kwargs.get("torch_dtype"))
+            return (model, {"missing_keys": [], "unexpected_keys": [], "mismatched_keys": [], "error_msgs": []}) \
+                if want_info else model
         model, info = super().from_pretrained(pretrained_model_name_or_path, output_loading_info=True, **kwargs)
         problems = []
         for key in ("missing_keys", "unexpected_keys"):

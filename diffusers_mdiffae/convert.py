@@ -300,6 +300,39 @@ def is_original_snapshot(path: Union[str, os.PathLike]) -> bool:
     return isinstance(data, dict) and "bottleneck_dim" in data and "_class_name" not in data
 
 
+def locate_original_snapshot(
+    pretrained: Union[str, os.PathLike], subfolder: Optional[str] = None, **hub_kwargs
+) -> Optional[Path]:
+    """The local folder of ``pretrained`` if it is in the published (original) layout, else None.
+
+    A local folder is inspected directly. A Hub id costs one ``config.json`` download; if that config
+    is an original one, the weights (and the shipped package, for ``--verify``) are fetched too.
+    Any failure to reach the Hub returns None, so the caller falls back to the diffusers loader and
+    its usual error messages.
+    """
+    local = Path(pretrained) / (subfolder or "")
+    if local.is_dir():
+        return local if is_original_snapshot(local) else None
+    if Path(pretrained).exists():
+        return None
+    from huggingface_hub import hf_hub_download, snapshot_download
+
+    keep = {k: hub_kwargs[k] for k in ("revision", "cache_dir", "token", "local_files_only", "force_download")
+            if hub_kwargs.get(k) is not None}
+    try:
+        config = hf_hub_download(str(pretrained), "config.json", subfolder=subfolder, **keep)
+    except Exception:  # offline, missing repo, gated...: let diffusers report it
+        return None
+    folder = Path(config).parent
+    if not is_original_snapshot(folder):
+        return None
+    prefix = f"{subfolder}/" if subfolder else ""
+    root = snapshot_download(
+        str(pretrained), allow_patterns=[f"{prefix}config.json", f"{prefix}*.safetensors", f"{prefix}m_diffae*/*"], **keep
+    )
+    return Path(root) / (subfolder or "")
+
+
 # -- checks ----------------------------------------------------------------------------------
 
 

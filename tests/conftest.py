@@ -1,3 +1,8 @@
+import os
+
+# No test may reach the network: the Hub is unreachable here and tests must not depend on it.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
 import pytest
 import torch
 

@@ -179,3 +179,42 @@ def test_key_aliases():
 def test_module_entry_point_help():
     res = subprocess.run([sys.executable, "-m", "diffusers_mdiffae.convert", "--help"], capture_output=True, text=True)
     assert res.returncode == 0 and "--verify" in res.stdout
+
+
+def test_from_pretrained_converts_a_local_original_snapshot(snapshot, original):
+    model = AutoencoderMDiffAE.from_pretrained(snapshot)
+    assert all(torch.equal(v, original.state_dict()[k]) for k, v in model.state_dict().items())
+    half = AutoencoderMDiffAE.from_pretrained(snapshot, torch_dtype=torch.bfloat16)
+    assert half.dtype == torch.bfloat16
+
+
+def test_from_pretrained_converts_an_original_hub_repo(snapshot, original, monkeypatch):
+    import huggingface_hub
+
+    calls = []
+
+    def fake_hf_hub_download(repo_id, filename, subfolder=None, **kw):
+        calls.append(("file", repo_id, filename))
+        return str(snapshot / filename)
+
+    def fake_snapshot_download(repo_id, allow_patterns=None, **kw):
+        calls.append(("snapshot", repo_id, tuple(allow_patterns)))
+        return str(snapshot)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_hf_hub_download)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    model = AutoencoderMDiffAE.from_pretrained("data-archetype/mdiffae_v1")
+    assert calls[0] == ("file", "data-archetype/mdiffae_v1", "config.json")
+    assert calls[1][0] == "snapshot" and "model.safetensors" not in calls[1][2] and "*.safetensors" in calls[1][2]
+    assert all(torch.equal(v, original.state_dict()[k]) for k, v in model.state_dict().items())
+
+
+def test_unreachable_hub_falls_back_to_the_diffusers_error(monkeypatch):
+    import huggingface_hub
+
+    def offline(*a, **kw):
+        raise OSError("offline")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline)
+    with pytest.raises(OSError):
+        AutoencoderMDiffAE.from_pretrained("someone/not-here", local_files_only=True)
