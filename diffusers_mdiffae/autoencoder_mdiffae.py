@@ -514,7 +514,8 @@ class AutoencoderMDiffAE(ModelMixin, AutoencoderMixin, ConfigMixin):
         from .convert import convert_original_snapshot, locate_original_snapshot
 
         want_info = kwargs.pop("output_loading_info", False)
-        original = locate_original_snapshot(pretrained_model_name_or_path, kwargs.get("subfolder"), **kwargs)
+        hub_kwargs = {k: v for k, v in kwargs.items() if k != "subfolder"}
+        original = locate_original_snapshot(pretrained_model_name_or_path, kwargs.get("subfolder"), **hub_kwargs)
         if original is not None:
             # A published (non-diffusers) snapshot: convert it on the fly, strictly.
             model = convert_original_snapshot(original, torch_dtype=kwargs.get("torch_dtype"))
