@@ -6,13 +6,20 @@
 >>> images = vae.decode(z).sample                 # [B, 3, H, W] in [-1, 1]
 """
 
+from pathlib import Path
+
 from .autoencoder_mdiffae import AutoencoderMDiffAE, MDiffAEEncoderOutput, MDiffAEInferenceConfig
 from .scheduling_vp_ddim import VPDDIMScheduler, VPDDIMSchedulerOutput
 from .scheduling_vp_dpmpp_2m import VPDPMSolverMultistepScheduler
 
 __version__ = "0.1.0"
 
+#: The small checkpoint trained for this package and shipped with it (a diffusers folder): the default
+#: model of every command, so everything runs offline. See README "The bundled checkpoint".
+DEMO_MODEL_DIR = Path(__file__).parent / "assets" / "demo_model"
+
 __all__ = [
+    "DEMO_MODEL_DIR",
     "AutoencoderMDiffAE",
     "MDiffAEEncoderOutput",
     "MDiffAEInferenceConfig",

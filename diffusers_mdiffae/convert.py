@@ -34,6 +34,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import torch
 
 from .autoencoder_mdiffae import AutoencoderMDiffAE
+from .metrics import psnr
 
 SAMPLE_IMAGE = Path(__file__).parent / "assets" / "astronaut_256.png"
 WEIGHTS_NAME = "model.safetensors"
@@ -346,12 +347,6 @@ def load_sample_image(path: Union[str, os.PathLike] = SAMPLE_IMAGE) -> torch.Ten
     h, w = arr.shape[0] // 16 * 16, arr.shape[1] // 16 * 16
     x = torch.from_numpy(arr[:h, :w]).permute(2, 0, 1)[None]
     return x / 127.5 - 1.0
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    """PSNR in dB of two images in [-1, 1] (peak-to-peak 2)."""
-    mse = float((a.float().clamp(-1, 1) - b.float().clamp(-1, 1)).square().mean())
-    return float("inf") if mse == 0 else 10.0 * math.log10(4.0 / mse)
 
 
 @torch.no_grad()

@@ -1,0 +1,126 @@
+"""Image files <-> tensors: robust loading, padding to the patch grid, atomic writes."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import List, Tuple, Union
+
+import numpy as np
+import torch
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
+
+
+class ImageLoadError(ValueError):
+    """An image file that cannot be used (unreadable, corrupt, empty)."""
+
+
+def list_images(folder: Union[str, os.PathLike]) -> List[Path]:
+    """Image files below ``folder`` (recursive), sorted, by suffix; hidden files skipped."""
+    root = Path(folder)
+    return sorted(
+        p for p in root.rglob("*")
+        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    )
+
+
+def load_rgb(path: Union[str, os.PathLike]) -> Tuple["PIL.Image.Image", List[str]]:  # noqa: F821
+    """Open an image as 8-bit RGB and say what was converted on the way.
+
+    Grayscale becomes RGB, alpha is composited onto white, 16/32-bit integer images are rescaled
+    to 8 bits, palettes are expanded. A file Pillow cannot decode raises :class:`ImageLoadError`.
+
+    Returns:
+        ``(image, notes)``: the RGB image and a list of human-readable conversion notes.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    notes: List[str] = []
+    try:
+        with Image.open(path) as im:
+            im.load()
+            mode = im.mode
+            if mode in ("I;16", "I;16B", "I;16L", "I"):
+                arr = np.asarray(im, dtype=np.float64)
+                top = 65535.0 if mode.startswith("I;16") or arr.max() > 255 else 255.0
+                im = Image.fromarray(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+                notes.append(f"{mode} ({'16' if top > 255 else '8'}-bit) image rescaled to 8 bits")
+                mode = "L"
+            if mode == "F":
+                arr = np.asarray(im, dtype=np.float64)
+                lo, hi = float(arr.min()), float(arr.max())
+                im = Image.fromarray(((arr - lo) / max(hi - lo, 1e-12) * 255).astype(np.uint8), "L")
+                notes.append("floating-point image rescaled to 8 bits")
+                mode = "L"
+            if mode == "P":
+                im = im.convert("RGBA")
+                mode = "RGBA"
+                notes.append("palette image expanded")
+            if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+                rgba = im.convert("RGBA")
+                bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+                im = Image.alpha_composite(bg, rgba)
+                notes.append("alpha channel composited onto white")
+            elif mode in ("L", "1"):
+                notes.append("grayscale image converted to RGB")
+            elif mode not in ("RGB",):
+                notes.append(f"{mode} image converted to RGB")
+            rgb = im.convert("RGB")
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise ImageLoadError(f"{path}: cannot read image ({type(e).__name__}: {e})") from None
+    if rgb.width == 0 or rgb.height == 0:
+        raise ImageLoadError(f"{path}: empty image")
+    return rgb, notes
+
+
+def pil_to_tensor(image) -> torch.Tensor:
+    """8-bit RGB PIL image -> ``[1, 3, H, W]`` float32 in [-1, 1]."""
+    arr = np.asarray(image.convert("RGB"), dtype=np.float32)
+    return torch.from_numpy(arr).permute(2, 0, 1)[None] / 127.5 - 1.0
+
+
+def tensor_to_pil(x: torch.Tensor):
+    """``[3, H, W]`` or ``[1, 3, H, W]`` in [-1, 1] -> 8-bit RGB PIL image (rounded, clamped)."""
+    from PIL import Image
+
+    if x.ndim == 4:
+        if x.shape[0] != 1:
+            raise ValueError(f"expected a single image, got a batch of {x.shape[0]}")
+        x = x[0]
+    arr = ((x.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return Image.fromarray(arr.permute(1, 2, 0).numpy(), "RGB")
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int = 16) -> Tuple[torch.Tensor, Tuple[int, int]]:
+    """Reflect-pad ``[B, C, H, W]`` on the bottom/right to multiples of ``multiple``.
+
+    Returns the padded tensor and the original ``(H, W)`` to crop back to. Reflection needs the
+    pad to be smaller than the side, so very small images fall back to edge replication.
+    """
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph == 0 and pw == 0:
+        return x, (h, w)
+    mode = "reflect" if ph < h and pw < w else "replicate"
+    return torch.nn.functional.pad(x, (0, pw, 0, ph), mode=mode), (h, w)
+
+
+def save_image_atomic(image, path: Union[str, os.PathLike]) -> Path:
+    """Write a PIL image via a temporary file in the same folder and an atomic rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}.get(
+        path.suffix.lower(), "PNG"
+    )
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            image.save(f, format=fmt)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
