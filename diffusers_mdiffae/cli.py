@@ -4,6 +4,7 @@
     mdiffae encode IN OUT.safetensors
     mdiffae decode IN.safetensors OUT
     mdiffae convert SNAPSHOT OUT [--verify]
+    mdiffae encode-dataset IN OUT [--resolution 256 --flip ...]
     mdiffae eval IN [--out DIR]
     mdiffae train --data DIR --output-dir DIR [...]
 
@@ -217,6 +218,12 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_encode_dataset(args) -> int:
+    from .dataset_encoding import main as encode_dataset_main
+
+    return encode_dataset_main(args.rest)
+
+
 def cmd_convert(args) -> int:
     from .convert import main as convert_main
 
@@ -264,6 +271,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("convert", help="convert a published snapshot (see `mdiffae convert -h`)", add_help=False)
     sp.add_argument("rest", nargs=argparse.REMAINDER)
     sp.set_defaults(fn=cmd_convert)
+
+    sp = sub.add_parser("encode-dataset", help="encode an image dataset to sharded latents (see `mdiffae encode-dataset -h`)",
+                        add_help=False)
+    sp.add_argument("rest", nargs=argparse.REMAINDER)
+    sp.set_defaults(fn=cmd_encode_dataset)
 
     sp = sub.add_parser("train", help="train or fine-tune (accelerate: `accelerate launch -m diffusers_mdiffae.cli train ...`)")
     sp.add_argument("--data", required=True, help="image folder, or 'skimage' for scikit-image's sample photos")

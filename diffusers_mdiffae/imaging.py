@@ -27,7 +27,7 @@ def list_images(folder: Union[str, os.PathLike]) -> List[Path]:
 
 
 def load_rgb(path: Union[str, os.PathLike]) -> Tuple["PIL.Image.Image", List[str]]:  # noqa: F821
-    """Open an image as 8-bit RGB and say what was converted on the way.
+    """Open an image file as 8-bit RGB and say what was converted on the way.
 
     Grayscale becomes RGB, alpha is composited onto white, 16/32-bit integer images are rescaled
     to 8 bits, palettes are expanded. A file Pillow cannot decode raises :class:`ImageLoadError`.
@@ -37,41 +37,48 @@ def load_rgb(path: Union[str, os.PathLike]) -> Tuple["PIL.Image.Image", List[str
     """
     from PIL import Image, UnidentifiedImageError
 
-    notes: List[str] = []
     try:
         with Image.open(path) as im:
             im.load()
-            mode = im.mode
-            if mode in ("I;16", "I;16B", "I;16L", "I"):
-                arr = np.asarray(im, dtype=np.float64)
-                top = 65535.0 if mode.startswith("I;16") or arr.max() > 255 else 255.0
-                im = Image.fromarray(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
-                notes.append(f"{mode} ({'16' if top > 255 else '8'}-bit) image rescaled to 8 bits")
-                mode = "L"
-            if mode == "F":
-                arr = np.asarray(im, dtype=np.float64)
-                lo, hi = float(arr.min()), float(arr.max())
-                im = Image.fromarray(((arr - lo) / max(hi - lo, 1e-12) * 255).astype(np.uint8), "L")
-                notes.append("floating-point image rescaled to 8 bits")
-                mode = "L"
-            if mode == "P":
-                im = im.convert("RGBA")
-                mode = "RGBA"
-                notes.append("palette image expanded")
-            if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-                rgba = im.convert("RGBA")
-                bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-                im = Image.alpha_composite(bg, rgba)
-                notes.append("alpha channel composited onto white")
-            elif mode in ("L", "1"):
-                notes.append("grayscale image converted to RGB")
-            elif mode not in ("RGB",):
-                notes.append(f"{mode} image converted to RGB")
-            rgb = im.convert("RGB")
+            return load_rgb_image(im)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise ImageLoadError(f"{path}: cannot read image ({type(e).__name__}: {e})") from None
+
+
+def load_rgb_image(im) -> Tuple["PIL.Image.Image", List[str]]:  # noqa: F821
+    """:func:`load_rgb` for an already opened PIL image (e.g. from a ``datasets`` column)."""
+    from PIL import Image
+
+    notes: List[str] = []
+    mode = im.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(im, dtype=np.float64)
+        top = 65535.0 if mode.startswith("I;16") or arr.max() > 255 else 255.0
+        im = Image.fromarray(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+        notes.append(f"{mode} ({'16' if top > 255 else '8'}-bit) image rescaled to 8 bits")
+        mode = "L"
+    if mode == "F":
+        arr = np.asarray(im, dtype=np.float64)
+        lo, hi = float(arr.min()), float(arr.max())
+        im = Image.fromarray(((arr - lo) / max(hi - lo, 1e-12) * 255).astype(np.uint8), "L")
+        notes.append("floating-point image rescaled to 8 bits")
+        mode = "L"
+    if mode == "P":
+        im = im.convert("RGBA")
+        mode = "RGBA"
+        notes.append("palette image expanded")
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = im.convert("RGBA")
+        bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(bg, rgba)
+        notes.append("alpha channel composited onto white")
+    elif mode in ("L", "1"):
+        notes.append("grayscale image converted to RGB")
+    elif mode not in ("RGB",):
+        notes.append(f"{mode} image converted to RGB")
+    rgb = im.convert("RGB")
     if rgb.width == 0 or rgb.height == 0:
-        raise ImageLoadError(f"{path}: empty image")
+        raise ImageLoadError("empty image")
     return rgb, notes
 
 
