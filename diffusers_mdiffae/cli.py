@@ -19,12 +19,13 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
 import torch
+
+from .atomic import atomic_file
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -135,16 +136,8 @@ def cmd_encode(args) -> int:
         with torch.no_grad():
             tensors[f"latent.{i}"] = model.encode(x.to(model.dtype)).latent[0].float().contiguous()
         meta[str(i)] = {"source": str(path), "height": h, "width": w}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={"images": json.dumps(meta), "format": "mdiffae-latents-v1"})
-        os.replace(tmp, out)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_file(out) as tmp:
+        save_file(tensors, str(tmp), metadata={"images": json.dumps(meta), "format": "mdiffae-latents-v1"})
     print(f"wrote {len(tensors)} latent(s) to {out}")
     return 0
 

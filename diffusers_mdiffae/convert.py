@@ -23,16 +23,15 @@ import json
 import math
 import os
 import re
-import shutil
 import struct
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 
+from .atomic import atomic_directory
 from .autoencoder_mdiffae import AutoencoderMDiffAE
 from .metrics import psnr
 
@@ -439,20 +438,9 @@ def verify_against_original(
 
 def save_atomically(model: AutoencoderMDiffAE, out_dir: Union[str, os.PathLike], overwrite: bool = False) -> Path:
     """``save_pretrained`` into a temporary sibling folder, then rename it into place."""
-    out = Path(out_dir)
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_directory(out_dir, overwrite=overwrite) as tmp:
         model.save_pretrained(tmp)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+    return Path(out_dir)
 
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}

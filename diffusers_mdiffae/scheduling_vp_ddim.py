@@ -155,14 +155,17 @@ class VPDDIMScheduler(SchedulerMixin, ConfigMixin):
         if float(t_next) == 0.0 and self.config.set_alpha_to_one:
             prev = x0
         else:
-            alpha, sigma = self.alpha_sigma(t)
-            alpha, sigma = broadcast_like(alpha, x_t), broadcast_like(sigma, x_t)
-            eps = (x_t - alpha * x0) / sigma
-            alpha_n, sigma_n = self.alpha_sigma(t_next.to(sample.device))
-            prev = alpha_n * x0 + sigma_n * eps
+            prev = self._update(x_t, x0, t, t_next.to(sample.device).reshape(-1))
         if not return_dict:
             return prev, x0
         return VPDDIMSchedulerOutput(prev_sample=prev, pred_original_sample=x0)
+
+    def _update(self, x_t: torch.Tensor, x0: torch.Tensor, t: torch.Tensor, t_next: torch.Tensor) -> torch.Tensor:
+        """DDIM: ``alpha_next x0 + sigma_next eps`` with ``eps`` recovered from ``x_t`` and ``x0``."""
+        alpha, sigma = self.alpha_sigma(t)
+        eps = (x_t - broadcast_like(alpha, x_t) * x0) / broadcast_like(sigma, x_t)
+        alpha_n, sigma_n = self.alpha_sigma(t_next)
+        return broadcast_like(alpha_n, x_t) * x0 + broadcast_like(sigma_n, x_t) * eps
 
     def add_noise(
         self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor

@@ -15,6 +15,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
+from ..atomic import atomic_file
 from ..imaging import ImageLoadError, pil_to_tensor
 from .sources import ImageSource, open_source
 
@@ -85,9 +86,8 @@ def _fingerprint(source: ImageSource, cfg: EncodeConfig, model_id: str) -> Dict:
 
 
 def _write_atomic_json(path: Path, data) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
+    with atomic_file(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=1))
 
 
 def _encode_shard(model, source: ImageSource, k: int, cfg: EncodeConfig, out: Path, log) -> int:
@@ -127,11 +127,10 @@ def _encode_shard(model, source: ImageSource, k: int, cfg: EncodeConfig, out: Pa
         count += zz.shape[1] * zz.shape[2]
     tensors["stats.sum"], tensors["stats.sumsq"] = total, total_sq
     tensors["stats.count"] = torch.tensor([count], dtype=torch.float64)
-    final = shard_path(out, k)
-    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
-    save_file(tensors, str(tmp), metadata={"samples": json.dumps(samples), "skipped": json.dumps(skipped),
-                                           "shard": str(k), "format": "mdiffae-latent-shard-v1"})
-    os.replace(tmp, final)  # a shard exists under its final name only when complete
+    # A shard exists under its final name only when complete.
+    with atomic_file(shard_path(out, k)) as tmp:
+        save_file(tensors, str(tmp), metadata={"samples": json.dumps(samples), "skipped": json.dumps(skipped),
+                                               "shard": str(k), "format": "mdiffae-latent-shard-v1"})
     return len(latents)
 
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Dict, Optional, Union
 
 import torch
 from safetensors.torch import load_file, save_file
+
+from ..atomic import atomic_directory
 
 
 class EMA:
@@ -61,21 +61,13 @@ def save_checkpoint(
 ) -> Path:
     """Write a complete checkpoint folder atomically (temporary sibling, then rename)."""
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
+    with atomic_directory(folder, overwrite=True) as tmp:
         model.save_pretrained(tmp / "model")
         save_file({k: v.contiguous() for k, v in ema.shadow.items()}, tmp / "ema.safetensors",
                   metadata={"decay": str(ema.decay), "num_updates": str(ema.num_updates)})
         tensors, meta = _optimizer_tensors(optimizer)
         save_file(tensors, tmp / "optimizer.safetensors", metadata={"meta": json.dumps(meta)})
         (tmp / "trainer_state.json").write_text(json.dumps(trainer_state, indent=1))
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return folder
 
 
