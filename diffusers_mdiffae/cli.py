@@ -205,7 +205,7 @@ def cmd_train(args) -> int:
         steps=args.steps, batch_size=args.batch_size, crop=args.crop, lr=args.lr, seed=args.seed,
         mixed_precision=args.mixed_precision, gradient_checkpointing=args.gradient_checkpointing,
         checkpoint_every=args.checkpoint_every, preview_every=args.preview_every, exclude=args.exclude or [],
-        ema_decay=args.ema_decay, warmup_steps=args.warmup_steps,
+        ema_decay=args.ema_decay, warmup_steps=args.warmup_steps, permute_channels=args.permute_channels,
     )
     train(cfg)
     return 0
@@ -288,6 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--checkpoint-every", type=int, default=500)
     sp.add_argument("--preview-every", type=int, default=500)
     sp.add_argument("--exclude", nargs="*", help="file names to hold out")
+    sp.add_argument("--permute-channels", action="store_true",
+                    help="shuffle RGB channels of every crop (colour diversity for small folders)")
     sp.set_defaults(fn=cmd_train)
     return p
 

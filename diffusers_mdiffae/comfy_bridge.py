@@ -19,9 +19,11 @@ from torch import nn
 
 from .autoencoder_mdiffae import AutoencoderMDiffAE
 
-# Measured activation peak of a decode/encode forward, in units of one hidden-MLP activation
-# (model_dim * mlp_ratio values) per latent position: see bench/RESULTS.md and README
-# "ComfyUI". Rounded up so ComfyUI's batch splitting errs on the safe side.
+# Activation memory of a 1-step decode, per latent position, in units of one hidden-MLP activation
+# (model_dim * mlp_ratio values). bench/bench_speed.py measured the full mdiffae_v1 at 51-93 KB per
+# position in float32 (peak RSS growth from 256 to 1024 and 2048 pixels), i.e. 3.5-6.5 units;
+# 6 units plus a few full-resolution image buffers (104 KB) keeps ComfyUI's batch split on the
+# safe side.
 _ACTIVATION_FACTOR = 6
 
 

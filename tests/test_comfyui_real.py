@@ -172,3 +172,32 @@ def test_wrong_checkpoint_kind_is_a_clear_node_error(server):
     entry = run_prompt(url, prompt)
     text = json.dumps(entry)
     assert "sd_vae.safetensors is not an mDiffAE checkpoint" in text
+
+
+def test_interrupt_stops_a_multi_step_decode_within_a_step(server):
+    import threading
+
+    url, base = server
+    bw = workflows()
+    prompt = bw.to_api(bw.steps_and_pdg())
+    # one decoder, many steps at 1024x1024, so the decode takes far longer than a step
+    keep = {k for k, n in prompt.items() if n["class_type"] in ("LoadImage", "MDiffAELoader", "MDiffAEEncode")}
+    decoders = [k for k, n in prompt.items() if n["class_type"] == "MDiffAEDecode"]
+    prompt = {k: v for k, v in prompt.items() if k in keep or k == decoders[0]}
+    prompt["90"] = {"class_type": "ImageScale", "inputs": {"image": [next(k for k in keep if prompt[k]["class_type"] == "LoadImage"), 0],
+                                                           "upscale_method": "bicubic", "width": 1024, "height": 1024,
+                                                           "crop": "disabled"}}
+    enc = next(k for k in keep if prompt[k]["class_type"] == "MDiffAEEncode")
+    prompt[enc]["inputs"]["pixels"] = ["90", 0]
+    prompt[decoders[0]]["inputs"]["steps"] = 100
+    prompt["91"] = {"class_type": "SaveImage", "inputs": {"images": [decoders[0], 0], "filename_prefix": "interrupted"}}
+    timer = threading.Timer(3.0, lambda: _call(url + "/interrupt", {}))
+    timer.start()
+    t0 = time.time()
+    entry = run_prompt(url, prompt)
+    elapsed = time.time() - t0
+    timer.cancel()
+    events = [m[0] for m in entry.get("status", {}).get("messages", [])]
+    assert "execution_interrupted" in events, events
+    assert not saved_images(base, entry)
+    assert elapsed < 30, elapsed

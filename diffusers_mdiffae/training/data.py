@@ -32,6 +32,8 @@ class ImageFolderCrops:
         scale_range: images are resized by a random factor in this range before cropping, but
             never below the crop size.
         exclude: file names (not paths) to leave out, e.g. held-out evaluation images.
+        permute_channels: shuffle the RGB channels of every crop, so a small or mostly grayscale
+            folder still teaches the autoencoder to carry colour (it must reproduce any colour).
     """
 
     def __init__(
@@ -42,12 +44,14 @@ class ImageFolderCrops:
         exclude=(),
         log: Callable[[str], None] = print,
         cache: bool = True,
+        permute_channels: bool = False,
     ):
         if crop % 16:
             raise ValueError(f"crop must be a multiple of 16, got {crop}")
         self.crop = crop
         self.scale_range = scale_range
         self.cache = cache
+        self.permute_channels = permute_channels
         self._images: Dict[int, torch.Tensor] = {}
         self.paths: List[Path] = []
         self.skipped: List[str] = []
@@ -97,6 +101,8 @@ class ImageFolderCrops:
                                 align_corners=False)[0]
         if bool(torch.rand((), generator=g) < 0.5):
             out = out.flip(-1)
+        if self.permute_channels:
+            out = out[torch.randperm(3, generator=g)]
         return (out / 127.5 - 1.0).clamp(-1, 1)
 
     def batch(self, batch_size: int, generator: torch.Generator) -> torch.Tensor:

@@ -52,6 +52,7 @@ class TrainConfig:
     checkpoint_every: int = 500
     preview_every: int = 500
     exclude: List[str] = field(default_factory=list)
+    permute_channels: bool = False
     objective: dict = field(default_factory=dict)
 
 
@@ -107,7 +108,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> List[dict]:
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
     out = Path(cfg.output_dir)
     data = ImageFolderCrops(cfg.data, crop=cfg.crop, scale_range=(cfg.scale_min, 1.0), exclude=cfg.exclude,
-                            log=log if accelerator.is_main_process else (lambda _: None))
+                            log=log if accelerator.is_main_process else (lambda _: None),
+                            permute_channels=cfg.permute_channels)
     model = _build_model(cfg)
     if cfg.gradient_checkpointing:
         model.enable_gradient_checkpointing()
