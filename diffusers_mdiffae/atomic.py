@@ -14,6 +14,10 @@ import tempfile
 from pathlib import Path
 from typing import Iterator, Union
 
+# mkstemp creates 0600 files; finished outputs get the usual permissions (0666 minus the umask).
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 @contextlib.contextmanager
 def atomic_file(path: Union[str, os.PathLike]) -> Iterator[Path]:
@@ -24,6 +28,7 @@ def atomic_file(path: Union[str, os.PathLike]) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
