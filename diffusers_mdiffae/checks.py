@@ -14,11 +14,8 @@ def _check_tensor(x, what: str) -> None:
             "convert integer images with x.float() / 127.5 - 1"
         )
     if x.ndim != 4:
-        raise ValueError(
-            f"{what} must have rank 4 [B, C, H, W], got rank {x.ndim} with shape {tuple(x.shape)}; "
-            "add a batch dimension with x.unsqueeze(0)" if x.ndim == 3 else
-            f"{what} must have rank 4 [B, C, H, W], got rank {x.ndim} with shape {tuple(x.shape)}"
-        )
+        hint = "; add a batch dimension with x.unsqueeze(0)" if x.ndim == 3 else ""
+        raise ValueError(f"{what} must have rank 4 [B, C, H, W], got rank {x.ndim} with shape {tuple(x.shape)}{hint}")
     if x.shape[0] == 0:
         raise ValueError(f"{what} has an empty batch (shape {tuple(x.shape)})")
 

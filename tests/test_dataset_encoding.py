@@ -159,3 +159,27 @@ def test_two_processes_give_bitwise_the_same_latents_as_one(tmp_path, model_dir)
     assert a.keys() == b.keys() and len(a) == 9
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert load_manifest(tmp_path / "one")["latents_mean"] == load_manifest(tmp_path / "two")["latents_mean"]
+
+
+class FakeImageDataset:
+    """Quacks like a ``datasets.Dataset`` with an image column (the real package is optional)."""
+
+    column_names = ["image", "label"]
+
+    def __init__(self, n):
+        rng = np.random.default_rng(1)
+        self.rows = [{"image": Image.fromarray(rng.integers(0, 255, (36, 52, 3), dtype=np.uint8)), "label": i}
+                     for i in range(n)]
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __getitem__(self, i):
+        return self.rows[i]
+
+
+def test_a_datasets_image_dataset_is_encoded(tmp_path, model_dir):
+    manifest = encode_dataset(FakeImageDataset(5), tmp_path / "out", model=str(model_dir), config=cfg(),
+                              log=lambda _: None)
+    assert manifest["num_samples"] == 5
+    assert [item["source"] for item in LatentShardDataset(tmp_path / "out")] == [f"image[{i}]" for i in range(5)]

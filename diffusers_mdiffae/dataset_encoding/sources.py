@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import List, Tuple
 
 from ..imaging import ImageLoadError, list_images, load_rgb
 
@@ -76,10 +75,3 @@ def open_source(spec, column: str = "image") -> ImageSource:
             return FolderSource(p)
         raise ValueError(f"{spec}: not a folder of images or a saved datasets folder")
     return HFDatasetSource(spec, column)
-
-
-def describe(source: ImageSource) -> Tuple[str, int]:
-    return type(source).__name__, len(source)
-
-
-__all__: List[str] = ["ImageSource", "FolderSource", "HFDatasetSource", "open_source"]
