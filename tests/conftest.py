@@ -32,3 +32,16 @@ def tiny():
 def images(b=1, h=64, w=64, seed=0):
     g = torch.Generator().manual_seed(seed)
     return torch.rand(b, 3, h, w, generator=g) * 2 - 1
+
+
+def write_odd_images(folder):
+    """The awkward files an image folder holds in practice: corrupt, grayscale, RGBA, 16-bit."""
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    Image.fromarray(np.full((40, 40), 128, np.uint8), "L").save(folder / "gray.png")
+    Image.fromarray(np.full((40, 40, 4), 200, np.uint8), "RGBA").save(folder / "rgba.png")
+    Image.fromarray(np.full((40, 40), 40000, np.uint16)).save(folder / "deep16.png")
+    return folder

@@ -123,6 +123,14 @@ def saved_images(base, entry):
     return files
 
 
+def with_input(prompt, class_type, name, value):
+    """``prompt`` with input ``name`` of every ``class_type`` node set to ``value``."""
+    for node in prompt.values():
+        if node["class_type"] == class_type:
+            node["inputs"][name] = value
+    return prompt
+
+
 def workflows():
     sys.path.insert(0, str(ROOT / "workflows"))
     try:
@@ -153,11 +161,7 @@ def test_workflow_runs(server, name, size, count):
 def test_bad_image_size_is_a_clear_node_error(server):
     url, base = server
     bw = workflows()
-    prompt = bw.to_api(bw.steps_and_pdg())
-    for node in prompt.values():
-        if node["class_type"] == "LoadImage":
-            node["inputs"]["image"] = "odd_100x70.png"
-    entry = run_prompt(url, prompt)
+    entry = run_prompt(url, with_input(bw.to_api(bw.steps_and_pdg()), "LoadImage", "image", "odd_100x70.png"))
     messages = json.dumps(entry.get("status", {}).get("messages", []))
     assert "multiples of 16" in messages and "100x70" in messages
 
@@ -165,10 +169,7 @@ def test_bad_image_size_is_a_clear_node_error(server):
 def test_wrong_checkpoint_kind_is_a_clear_node_error(server):
     url, base = server
     bw = workflows()
-    prompt = bw.to_api(bw.roundtrip_stock())
-    for node in prompt.values():
-        if node["class_type"] == "MDiffAELoader":
-            node["inputs"]["checkpoint"] = "vae/sd_vae.safetensors"
+    prompt = with_input(bw.to_api(bw.roundtrip_stock()), "MDiffAELoader", "checkpoint", "vae/sd_vae.safetensors")
     entry = run_prompt(url, prompt)
     text = json.dumps(entry)
     assert "sd_vae.safetensors is not an mDiffAE checkpoint" in text

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 from safetensors import safe_open
 
-from conftest import make_tiny
+from conftest import make_tiny, write_odd_images
 from diffusers_mdiffae.dataset_encoding import EncodeConfig, LatentShardDataset, encode_dataset, load_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,24 +75,20 @@ def test_statistics_match_a_direct_computation_and_normalise(tmp_path, model_dir
 
 
 def test_odd_files_are_skipped_or_converted_and_reported(tmp_path, model_dir):
-    src = make_images(tmp_path / "imgs", n=2)
-    (src / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
-    Image.fromarray(np.full((40, 40), 90, np.uint8), "L").save(src / "gray.png")
-    Image.fromarray(np.full((40, 40, 4), 90, np.uint8), "RGBA").save(src / "rgba.png")
-    Image.fromarray(np.full((40, 40), 50000, np.uint16)).save(src / "deep.png")
+    src = write_odd_images(make_images(tmp_path / "imgs", n=2))
     messages = []
     manifest = encode_dataset(src, tmp_path / "out", model=str(model_dir), config=cfg(), log=messages.append)
-    assert [s["source"] for s in manifest["skipped"]] == ["broken.png"]
+    assert [s["source"] for s in manifest["skipped"]] == ["corrupt.png"]
     assert "cannot read image" in manifest["skipped"][0]["reason"]
-    assert any("skipped broken.png" in m for m in messages)
+    assert any("skipped corrupt.png" in m for m in messages)
     assert manifest["num_samples"] == 5
     notes = {item["source"]: item for item in LatentShardDataset(tmp_path / "out")}
-    assert {"gray.png", "rgba.png", "deep.png"} <= set(notes)
+    assert {"gray.png", "rgba.png", "deep16.png"} <= set(notes)
     recorded = {}
     for shard in (tmp_path / "out" / "shards").glob("shard-*.safetensors"):
         with safe_open(str(shard), "pt") as f:
             recorded.update({s["source"]: s["notes"] for s in json.loads(f.metadata()["samples"])})
-    assert any("16-bit" in n for n in recorded["deep.png"])
+    assert any("16-bit" in n for n in recorded["deep16.png"])
     assert any("grayscale" in n for n in recorded["gray.png"])
     assert any("alpha" in n for n in recorded["rgba.png"])
 

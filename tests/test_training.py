@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import TINY, make_tiny
+from conftest import TINY, make_tiny, write_odd_images
 from diffusers_mdiffae.training import (
     EMA, ImageFolderCrops, ObjectiveConfig, TrainConfig, diffusion_loss, latest_checkpoint, step_generator, train,
 )
@@ -75,11 +75,7 @@ def test_fine_tuning_starts_from_init_weights(tmp_path):
 
 
 def test_odd_image_files_are_handled_with_a_message_each(tmp_path):
-    folder = write_photos(tmp_path / "mixed", n=1)
-    (folder / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
-    Image.fromarray(np.full((40, 40), 128, np.uint8), "L").save(folder / "gray.png")
-    Image.fromarray(np.full((40, 40, 4), 200, np.uint8), "RGBA").save(folder / "rgba.png")
-    Image.fromarray(np.full((40, 40), 40000, np.uint16)).save(folder / "deep16.png")
+    folder = write_odd_images(write_photos(tmp_path / "mixed", n=1))
     messages = []
     data = ImageFolderCrops(folder, crop=32, log=messages.append)
     assert sorted(p.name for p in data.paths) == ["deep16.png", "gray.png", "p0.png", "rgba.png"]
