@@ -338,14 +338,10 @@ def locate_original_snapshot(
 
 def load_sample_image(path: Union[str, os.PathLike] = SAMPLE_IMAGE) -> torch.Tensor:
     """The sample photo as ``[1, 3, H, W]`` in [-1, 1] (H, W cropped to multiples of 16)."""
-    import numpy as np
-    from PIL import Image
+    from .imaging import load_rgb, pil_to_tensor
 
-    with Image.open(path) as im:
-        arr = np.asarray(im.convert("RGB"), dtype=np.float32)
-    h, w = arr.shape[0] // 16 * 16, arr.shape[1] // 16 * 16
-    x = torch.from_numpy(arr[:h, :w]).permute(2, 0, 1)[None]
-    return x / 127.5 - 1.0
+    x = pil_to_tensor(load_rgb(path)[0])
+    return x[..., : x.shape[-2] // 16 * 16, : x.shape[-1] // 16 * 16]
 
 
 @torch.no_grad()

@@ -89,10 +89,7 @@ def _preview(model: AutoencoderMDiffAE, ema: EMA, images: torch.Tensor, path: Pa
     from ..metrics import psnr
     from ..imaging import save_image_atomic, tensor_to_pil
 
-    probe = AutoencoderMDiffAE.from_config(model.config)
-    probe.load_state_dict(model.state_dict())
-    ema.copy_to(probe)
-    probe.eval()
+    probe = ema.averaged_model(model)
     with torch.no_grad():
         recon = probe.reconstruct(images)
     grid = torch.cat([torch.cat([a, b], dim=-1) for a, b in zip(images, recon)], dim=-2)
@@ -167,9 +164,6 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> List[dict]:
                                 {"step": done, "history": history, "config": asdict(cfg)})
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        final = AutoencoderMDiffAE.from_config(accelerator.unwrap_model(module).vae.config)
-        final.load_state_dict(accelerator.unwrap_model(module).vae.state_dict())
-        ema.copy_to(final)
-        final.eval().save_pretrained(out / "final")
+        ema.averaged_model(accelerator.unwrap_model(module).vae).save_pretrained(out / "final")
         log(f"saved EMA weights to {out / 'final'}")
     return history

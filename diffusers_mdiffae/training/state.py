@@ -35,6 +35,13 @@ class EMA:
                 self.shadow[k].lerp_(p.detach().float(), 1 - d)
         self.num_updates += 1
 
+    def averaged_model(self, model):
+        """A new model of ``model``'s class and config holding the averaged weights (``model`` untouched)."""
+        averaged = type(model).from_config(model.config)
+        averaged.load_state_dict(model.state_dict())
+        self.copy_to(averaged)
+        return averaged.eval()
+
     @torch.no_grad()
     def copy_to(self, model: torch.nn.Module) -> None:
         for k, p in model.named_parameters():
