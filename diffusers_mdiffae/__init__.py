@@ -8,9 +8,9 @@
 
 from pathlib import Path
 
-from .autoencoder_mdiffae import AutoencoderMDiffAE, MDiffAEEncoderOutput, MDiffAEInferenceConfig
-from .scheduling_vp_ddim import VPDDIMScheduler, VPDDIMSchedulerOutput
-from .scheduling_vp_dpmpp_2m import VPDPMSolverMultistepScheduler
+from .models.autoencoders.autoencoder_mdiffae import AutoencoderMDiffAE, MDiffAEEncoderOutput, MDiffAEInferenceConfig
+from .schedulers.scheduling_vp_ddim import VPDDIMScheduler, VPDDIMSchedulerOutput
+from .schedulers.scheduling_vp_dpmpp_2m import VPDPMSolverMultistepScheduler
 
 __version__ = "0.1.0"
 

@@ -41,7 +41,7 @@ def _say(msg: str) -> None:
 def load_model(spec: Optional[str], dtype: str = "float32"):
     """The bundled demo checkpoint, a local folder (diffusers or published layout), or a Hub id."""
     from . import DEMO_MODEL_DIR
-    from .autoencoder_mdiffae import AutoencoderMDiffAE
+    from . import AutoencoderMDiffAE
 
     source = str(DEMO_MODEL_DIR) if spec is None else spec
     try:
@@ -218,7 +218,7 @@ def cmd_encode_dataset(args) -> int:
 
 
 def cmd_convert(args) -> int:
-    from .convert import main as convert_main
+    from .conversion.convert import main as convert_main
 
     return convert_main(args.rest)
 

@@ -17,7 +17,7 @@ from typing import Callable, Optional, Union
 import torch
 from torch import nn
 
-from .autoencoder_mdiffae import AutoencoderMDiffAE
+from .models.autoencoders.autoencoder_mdiffae import AutoencoderMDiffAE
 
 # Activation memory of a 1-step decode, per latent position, in units of one hidden-MLP activation
 # (model_dim * mlp_ratio values). bench/bench_speed.py measured the full mdiffae_v1 at 51-93 KB per
@@ -121,7 +121,7 @@ def load_any(path: Union[str, os.PathLike], torch_dtype: Optional[torch.dtype] =
     (an SD VAE, a LoRA, a file without config) raises :class:`NotAnMDiffAECheckpoint` naming the
     file and what was expected.
     """
-    from .convert import CheckpointError, convert_original_snapshot, is_original_snapshot
+    from .conversion.convert import CheckpointError, convert_original_snapshot, is_original_snapshot
 
     p = Path(path)
     folder = p if p.is_dir() else p.parent

@@ -13,7 +13,7 @@ from safetensors.torch import save_file
 from conftest import make_tiny
 from fixtures import fake_m_diffae
 from diffusers_mdiffae import AutoencoderMDiffAE
-from diffusers_mdiffae.convert import (
+from diffusers_mdiffae.conversion.convert import (
     CheckpointError,
     convert_original_snapshot,
     is_original_snapshot,
@@ -177,7 +177,7 @@ def test_key_aliases():
 
 
 def test_module_entry_point_help():
-    res = subprocess.run([sys.executable, "-m", "diffusers_mdiffae.convert", "--help"], capture_output=True, text=True)
+    res = subprocess.run([sys.executable, "-m", "diffusers_mdiffae.conversion.convert", "--help"], capture_output=True, text=True)
     assert res.returncode == 0 and "--verify" in res.stdout
 
 

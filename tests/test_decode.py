@@ -221,7 +221,7 @@ def test_diffusers_layerwise_casting_and_group_offload_work():
 @pytest.mark.parametrize("length", [1, 7, 32, 33, 64, 100, 128])
 @pytest.mark.parametrize("tile, overlap", [(32, 8), (16, 0), (8, 4)])
 def test_tile_spans_cover_the_grid_with_the_requested_overlap(length, tile, overlap):
-    from diffusers_mdiffae.autoencoder_mdiffae import _spans
+    from diffusers_mdiffae.models.autoencoders.autoencoder_mdiffae import _spans
 
     spans = _spans(length, tile, overlap)
     assert spans[0][0] == 0 and spans[-1][1] == length

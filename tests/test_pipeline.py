@@ -40,7 +40,7 @@ def test_dit_pipeline_saves_and_reloads_with_our_autoencoder(tmp_path, pipe):
     ref = run(pipe)
     pipe.save_pretrained(tmp_path)
     index = json.loads((tmp_path / "model_index.json").read_text())
-    assert index["vae"] == ["diffusers_mdiffae.autoencoder_mdiffae", "AutoencoderMDiffAE"]
+    assert index["vae"] == ["diffusers_mdiffae.models.autoencoders.autoencoder_mdiffae", "AutoencoderMDiffAE"]
     reloaded = DiffusionPipeline.from_pretrained(tmp_path)
     assert isinstance(reloaded, DiTPipeline) and isinstance(reloaded.vae, AutoencoderMDiffAE)
     assert torch.equal(
@@ -60,7 +60,7 @@ def test_pipeline_holding_our_scheduler_saves_and_reloads(tmp_path):
     pipe = ReconstructPipeline(vae=make_tiny(), scheduler=VPDDIMScheduler(guidance_scale=1.3))
     pipe.save_pretrained(tmp_path)
     index = json.loads((tmp_path / "model_index.json").read_text())
-    assert index["scheduler"] == ["diffusers_mdiffae.scheduling_vp_ddim", "VPDDIMScheduler"]
+    assert index["scheduler"] == ["diffusers_mdiffae.schedulers.scheduling_vp_ddim", "VPDDIMScheduler"]
     assert (tmp_path / "scheduler" / "scheduler_config.json").is_file()
     vae = AutoencoderMDiffAE.from_pretrained(tmp_path, subfolder="vae")
     sched = VPDDIMScheduler.from_pretrained(tmp_path, subfolder="scheduler")

@@ -199,7 +199,7 @@ def encode_dataset(
     from tqdm.auto import tqdm
 
     from .. import DEMO_MODEL_DIR
-    from ..autoencoder_mdiffae import AutoencoderMDiffAE
+    from .. import AutoencoderMDiffAE
 
     cfg = config or EncodeConfig()
     cfg.validate()

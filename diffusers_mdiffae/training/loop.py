@@ -12,7 +12,7 @@ from typing import Callable, List, Optional
 
 import torch
 
-from ..autoencoder_mdiffae import AutoencoderMDiffAE
+from ..models.autoencoders.autoencoder_mdiffae import AutoencoderMDiffAE
 from .data import ImageFolderCrops, step_generator
 from .objective import ObjectiveConfig, diffusion_loss
 from .state import EMA, latest_checkpoint, load_checkpoint, save_checkpoint

@@ -7,7 +7,7 @@ from typing import Dict, Tuple
 
 import torch
 
-from ..token_mask import grouped_keep_mask
+from ..models.token_mask import grouped_keep_mask
 
 
 @dataclass

@@ -80,7 +80,7 @@ def save_checkpoint(
 
 def load_checkpoint(folder: Union[str, os.PathLike], model, ema: EMA, optimizer: torch.optim.Optimizer) -> dict:
     """Restore what :func:`save_checkpoint` wrote into existing objects; returns the trainer state."""
-    from ..autoencoder_mdiffae import AutoencoderMDiffAE
+    from .. import AutoencoderMDiffAE
 
     folder = Path(folder)
     loaded = AutoencoderMDiffAE.from_pretrained(folder / "model")

@@ -16,14 +16,14 @@ from diffusers.models.modeling_outputs import AutoencoderKLOutput
 from diffusers.utils.accelerate_utils import apply_forward_hook
 from diffusers.utils.torch_utils import randn_tensor
 
-from .checks import check_images, check_latents
-from .decoder import MDiffAEDecoder
-from .encoder import MDiffAEEncoder
-from .scheduling_vp_ddim import VPDDIMScheduler
-from .scheduling_vp_dpmpp_2m import VPDPMSolverMultistepScheduler
+from ...checks import check_images, check_latents
+from ..decoder import MDiffAEDecoder
+from ..encoder import MDiffAEEncoder
+from ...schedulers.scheduling_vp_ddim import VPDDIMScheduler
+from ...schedulers.scheduling_vp_dpmpp_2m import VPDPMSolverMultistepScheduler
 
 SAMPLERS = {"ddim": VPDDIMScheduler, "dpmpp_2m": VPDPMSolverMultistepScheduler}
-from .token_mask import grouped_keep_mask
+from ..token_mask import grouped_keep_mask
 
 GeneratorArg = Optional[Union[torch.Generator, List[torch.Generator]]]
 
@@ -511,7 +511,7 @@ class AutoencoderMDiffAE(ModelMixin, AutoencoderMixin, ConfigMixin):
         ``model.safetensors``) is recognised and converted on load with
         :func:`diffusers_mdiffae.convert.convert_original_snapshot`.
         """
-        from .convert import convert_original_snapshot, locate_original_snapshot
+        from ...conversion.convert import convert_original_snapshot, locate_original_snapshot
 
         want_info = kwargs.pop("output_loading_info", False)
         hub_kwargs = {k: v for k, v in kwargs.items() if k != "subfolder"}
@@ -542,7 +542,7 @@ class AutoencoderMDiffAE(ModelMixin, AutoencoderMixin, ConfigMixin):
 
     def model_card(self) -> str:
         """Markdown model card (YAML front matter + usage) written next to the weights on save."""
-        from .model_card import render_model_card
+        from ...model_card import render_model_card
 
         return render_model_card(self)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .blocks import DiCoBlock
+from .dico_blocks import DiCoBlock
 from .embeddings import Patchify
 from .norms import ChannelWiseRMSNorm
 

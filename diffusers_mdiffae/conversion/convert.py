@@ -31,11 +31,11 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 
-from .atomic import atomic_directory
-from .autoencoder_mdiffae import AutoencoderMDiffAE
-from .metrics import psnr
+from ..atomic import atomic_directory
+from ..models.autoencoders.autoencoder_mdiffae import AutoencoderMDiffAE
+from ..metrics import psnr
 
-SAMPLE_IMAGE = Path(__file__).parent / "assets" / "astronaut_256.png"
+SAMPLE_IMAGE = Path(__file__).parents[1] / "assets" / "astronaut_256.png"
 WEIGHTS_NAME = "model.safetensors"
 # A trained mDiffAE reconstructs the bundled photo far above this (published v1 mean: 34 dB on
 # 2k images); below it the mapping or an architecture reading is almost certainly wrong.
@@ -338,7 +338,7 @@ def locate_original_snapshot(
 
 def load_sample_image(path: Union[str, os.PathLike] = SAMPLE_IMAGE) -> torch.Tensor:
     """The sample photo as ``[1, 3, H, W]`` in [-1, 1] (H, W cropped to multiples of 16)."""
-    from .imaging import load_rgb, pil_to_tensor
+    from ..imaging import load_rgb, pil_to_tensor
 
     x = pil_to_tensor(load_rgb(path)[0])
     return x[..., : x.shape[-2] // 16 * 16, : x.shape[-1] // 16 * 16]

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from .adaln import AdaLNZeroLowRankDelta, AdaLNZeroProjector
-from .blocks import DiCoBlock
+from .dico_blocks import DiCoBlock
 from .embeddings import Patchify, SinusoidalTimeEmbeddingMLP, Unpatchify
 from .norms import ChannelWiseRMSNorm
 

@@ -1,0 +1,1 @@
+"""Published checkpoint layouts -> this package's classes, strictly."""

@@ -1,0 +1,1 @@
+"""The networks and the autoencoder classes of the family (one file per family in ``autoencoders/``)."""

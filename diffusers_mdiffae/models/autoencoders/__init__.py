@@ -1,0 +1,1 @@
+"""One model family per file, as in diffusers' ``models/autoencoders``."""

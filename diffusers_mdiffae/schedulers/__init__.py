@@ -1,0 +1,1 @@
+"""VP-diffusion samplers as diffusers schedulers: pure maths on tensors, no model inside."""
