@@ -218,7 +218,7 @@ def cmd_encode_dataset(args) -> int:
 
 
 def cmd_convert(args) -> int:
-    from .conversion.convert import main as convert_main
+    from .conversion.cli import main as convert_main
 
     return convert_main(args.rest)
 

@@ -121,7 +121,9 @@ def load_any(path: Union[str, os.PathLike], torch_dtype: Optional[torch.dtype] =
     (an SD VAE, a LoRA, a file without config) raises :class:`NotAnMDiffAECheckpoint` naming the
     file and what was expected.
     """
-    from .conversion.convert import CheckpointError, convert_original_snapshot, is_original_snapshot
+    from .conversion.convert import is_original_snapshot
+    from .conversion.layouts import CheckpointError
+    from .models.hub import convert_original_snapshot
 
     p = Path(path)
     folder = p if p.is_dir() else p.parent

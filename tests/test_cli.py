@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import make_tiny
+from fixtures.models import make_tiny
 from diffusers_mdiffae.cli import main
 
 

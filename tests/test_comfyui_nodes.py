@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import make_tiny
+from fixtures.models import make_tiny
 from fixtures import fake_comfy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,8 +108,10 @@ def test_loader_refuses_a_checkpoint_of_the_wrong_kind(comfy, tmp_path):
 def test_loader_converts_a_published_snapshot(comfy, tmp_path):
     from safetensors.torch import save_file
 
-    from fixtures.fake_m_diffae import to_original_layout
-    from test_convert import ORIGINAL_CONFIG
+    from fixtures.fake_original import to_original_layout
+    from test_convert import ORIGINAL
+
+    ORIGINAL_CONFIG = ORIGINAL["mdiffae_v1"][0]
 
     snap = tmp_path / "models" / "mdiffae" / "mdiffae_v1"
     snap.mkdir()

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 from safetensors import safe_open
 
-from conftest import make_tiny, write_odd_images
+from fixtures.models import make_tiny, write_odd_images
 from diffusers_mdiffae.dataset_encoding import EncodeConfig, LatentShardDataset, encode_dataset, load_manifest
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from conftest import images, make_tiny
+from fixtures.models import images, make_tiny
 from diffusers_mdiffae import MDiffAEInferenceConfig
 
 
@@ -99,7 +99,7 @@ def test_tiling_rejects_sizes_off_the_patch_grid(tiny):
 def test_steps_and_pdg_produce_valid_images(tiny, z, steps, pdg):
     out = decode(tiny, z, num_inference_steps=steps, pdg_strength=pdg)
     assert out.shape == (2, 3, 64, 96)
-    assert torch.isfinite(out).all() and out.abs().max() <= 1
+    assert torch.isfinite(out).all()
 
 
 def test_pdg_changes_the_multi_step_result(tiny, z):
@@ -109,7 +109,7 @@ def test_pdg_changes_the_multi_step_result(tiny, z):
 def test_skip_decoder_with_dual_and_path_drop_pdg_decodes():
     for mode in ("dual", "path_drop"):
         model = make_tiny(decoder_depth=3, decoder_start_blocks=1, decoder_end_blocks=1,
-                          decoder_outer_norms=False, pdg_mode=mode)
+                          outer_norms=False, pdg_mode=mode)
         with torch.no_grad():
             zz = model.encode(images(1, 32, 32)).latent
         a = decode(model, zz, num_inference_steps=2, pdg_strength=2.0)
@@ -117,12 +117,29 @@ def test_skip_decoder_with_dual_and_path_drop_pdg_decodes():
         assert a.shape == (1, 3, 32, 32) and not torch.equal(a, b)
 
 
-def test_inference_config_matches_keyword_arguments(tiny, z):
+def test_inference_config_matches_keyword_arguments_with_one_generator_for_the_batch(tiny, z):
     cfg = MDiffAEInferenceConfig(num_steps=3, pdg_enabled=True, pdg_strength=1.2, seed=11)
     assert torch.equal(decode(tiny, z, inference_config=cfg),
-                       decode(tiny, z, num_inference_steps=3, pdg_strength=1.2, seed=11))
+                       decode(tiny, z, num_inference_steps=3, pdg_strength=1.2, generator=torch.Generator().manual_seed(11)))
     off = MDiffAEInferenceConfig(num_steps=3, pdg_enabled=False, pdg_strength=1.2, seed=11)
-    assert torch.equal(decode(tiny, z, inference_config=off), decode(tiny, z, num_inference_steps=3, seed=11))
+    assert torch.equal(decode(tiny, z, inference_config=off),
+                       decode(tiny, z, num_inference_steps=3, generator=torch.Generator().manual_seed(11)))
+
+
+def test_for_one_sample_the_published_draw_and_the_per_sample_draw_coincide(tiny, z):
+    cfg = MDiffAEInferenceConfig(num_steps=2, seed=5)
+    assert torch.equal(decode(tiny, z[:1], inference_config=cfg), decode(tiny, z[:1], num_inference_steps=2, seed=5))
+
+
+def test_strength_and_cosine_schedule_change_the_decode(tiny, z):
+    ref = decode(tiny, z, num_inference_steps=3)
+    assert not torch.equal(decode(tiny, z, num_inference_steps=3, strength=0.5), ref)
+    assert not torch.equal(decode(tiny, z, num_inference_steps=3, schedule="cosine"), ref)
+    for bad in (0.0, 1.5, float("nan"), True):
+        with pytest.raises(ValueError, match="strength must be a number in \\(0, 1\\]"):
+            decode(tiny, z, strength=bad)
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        decode(tiny, z, schedule="karras")
 
 
 def test_original_api_decode_with_height_width_and_reconstruct(tiny):
@@ -138,14 +155,14 @@ def test_original_api_decode_with_height_width_and_reconstruct(tiny):
 
 
 def test_unknown_sampler_is_refused(tiny, z):
-    with pytest.raises(ValueError, match="euler.*dpmpp_2m"):
+    with pytest.raises(ValueError, match="dpmpp_2m.*euler"):
         tiny.decode(z, inference_config=MDiffAEInferenceConfig(sampler="euler"))
 
 
 def test_dpmpp_2m_sampler_decodes_and_differs_from_ddim_beyond_one_step(tiny, z):
     one = decode(tiny, z, sampler="dpmpp_2m")
-    assert torch.equal(one, decode(tiny, z))  # one step: both return the x0 prediction
-    cfg = MDiffAEInferenceConfig(num_steps=4, sampler="dpmpp_2m", pdg_enabled=True, pdg_strength=1.1)
+    assert torch.allclose(one, decode(tiny, z), atol=1e-5)  # first-order DPM-Solver++ is DDIM
+    cfg = MDiffAEInferenceConfig(num_steps=4, sampler="dpmpp_2m", pdg_enabled=True, pdg_strength=1.1, seed=0)
     dpm = decode(tiny, z, inference_config=cfg)
     assert torch.isfinite(dpm).all() and not torch.equal(dpm, decode(tiny, z, num_inference_steps=4, pdg_strength=1.1))
     tiny.enable_slicing()
@@ -221,9 +238,9 @@ def test_diffusers_layerwise_casting_and_group_offload_work():
 @pytest.mark.parametrize("length", [1, 7, 32, 33, 64, 100, 128])
 @pytest.mark.parametrize("tile, overlap", [(32, 8), (16, 0), (8, 4)])
 def test_tile_spans_cover_the_grid_with_the_requested_overlap(length, tile, overlap):
-    from diffusers_mdiffae.models.autoencoders.autoencoder_mdiffae import _spans
+    from diffusers_mdiffae.models.tiling import spans as tile_spans
 
-    spans = _spans(length, tile, overlap)
+    spans = tile_spans(length, tile, overlap)
     assert spans[0][0] == 0 and spans[-1][1] == length
     assert all(e - s == min(tile, length) for s, e in spans)
     assert all(a[1] - b[0] >= overlap for a, b in zip(spans, spans[1:]))

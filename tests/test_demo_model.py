@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from diffusers_mdiffae import DEMO_MODEL_DIR, AutoencoderMDiffAE
-from diffusers_mdiffae.conversion.convert import load_sample_image
+from diffusers_mdiffae.verify import load_sample_image
 from diffusers_mdiffae.evaluation import bicubic_baseline
 from diffusers_mdiffae.metrics import psnr
 

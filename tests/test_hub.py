@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from conftest import images, make_tiny
+from fixtures.models import images, make_tiny
 from diffusers_mdiffae import AutoencoderMDiffAE
 
 
@@ -39,11 +39,11 @@ def test_reload_logs_no_unexpected_config_keys(tmp_path, tiny, caplog):
 
 
 def test_sampler_settings_in_config_survive_the_round_trip(tmp_path):
-    model = make_tiny(decoder_num_inference_steps=3, decoder_pdg_strength=1.1, decoder_seed=42, logsnr_shift=0.5)
+    model = make_tiny(decoder_num_inference_steps=3, decoder_pdg_strength=1.1, decoder_seed=42, log_change_high=0.5)
     model.save_pretrained(tmp_path)
     loaded = AutoencoderMDiffAE.from_pretrained(tmp_path)
     assert loaded.config.decoder_num_inference_steps == 3 and loaded.config.decoder_seed == 42
-    assert loaded.scheduler.config.logsnr_shift == 0.5 and loaded.scheduler.config.guidance_scale == 1.1
+    assert loaded.scheduler.config.log_change_high == 0.5 and loaded.scheduler.config.pdg_strength == 1.1
     z = torch.randn(1, 64, 2, 2)
     with torch.no_grad():
         assert torch.equal(model.decode(z).sample, loaded.decode(z).sample)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import images
+from fixtures.models import images
 
 
 @pytest.mark.parametrize(

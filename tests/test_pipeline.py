@@ -7,7 +7,7 @@ import torch
 from diffusers import DDIMScheduler, DiffusionPipeline, DiTPipeline, DiTTransformer2DModel
 
 import diffusers_mdiffae  # noqa: F401  (diffusers resolves the saved class name from sys.modules)
-from conftest import make_tiny
+from fixtures.models import make_tiny
 from diffusers_mdiffae import AutoencoderMDiffAE, VPDDIMScheduler
 
 
@@ -57,14 +57,14 @@ def test_pipeline_holding_our_scheduler_saves_and_reloads(tmp_path):
             super().__init__()
             self.register_modules(vae=vae, scheduler=scheduler)
 
-    pipe = ReconstructPipeline(vae=make_tiny(), scheduler=VPDDIMScheduler(guidance_scale=1.3))
+    pipe = ReconstructPipeline(vae=make_tiny(), scheduler=VPDDIMScheduler(pdg_strength=1.3))
     pipe.save_pretrained(tmp_path)
     index = json.loads((tmp_path / "model_index.json").read_text())
     assert index["scheduler"] == ["diffusers_mdiffae.schedulers.scheduling_vp_ddim", "VPDDIMScheduler"]
     assert (tmp_path / "scheduler" / "scheduler_config.json").is_file()
     vae = AutoencoderMDiffAE.from_pretrained(tmp_path, subfolder="vae")
     sched = VPDDIMScheduler.from_pretrained(tmp_path, subfolder="scheduler")
-    assert sched.config.guidance_scale == 1.3
+    assert sched.config.pdg_strength == 1.3
     assert torch.equal(torch.cat([p.flatten() for p in vae.parameters()]),
                        torch.cat([p.flatten() for p in pipe.vae.parameters()]))
 

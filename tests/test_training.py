@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import TINY, make_tiny, write_odd_images
+from fixtures.models import TINY, make_tiny, write_odd_images
 from diffusers_mdiffae.training import (
     EMA, ImageFolderCrops, ObjectiveConfig, TrainConfig, diffusion_loss, latest_checkpoint, step_generator, train,
 )
@@ -127,4 +127,4 @@ def test_ema_tracks_parameters():
     ema.update(model)
     target = make_tiny()
     ema.copy_to(target)
-    assert not torch.equal(target.decoder.fuse.weight, model.decoder.fuse.weight)
+    assert not torch.equal(target.decoder.fuse_in.weight, model.decoder.fuse_in.weight)

@@ -2,7 +2,8 @@
 
 Block ``i`` receives ``m_i = base(a) + delta_i(a)`` with ``a = SiLU(cond)`` computed once per
 forward, so the shared projection is evaluated once and each block only pays for its rank-``r``
-correction.
+correction. DiCo blocks take four chunks ``(scale1, gate1, scale2, gate2)``, FCDM blocks two
+``(scale, gate)``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from torch import nn
 
 
 class AdaLNZeroProjector(nn.Module):
-    """Shared AdaLN projection ``Linear(d_cond, n_chunks * d_model)``, zero-initialised.
+    """Shared AdaLN projection ``proj = Linear(d_cond, n_chunks * d_model)``, zero-initialised.
 
     Shapes: ``a [B, d_cond] -> [B, n_chunks * d_model]``; ``a`` is the already-activated condition.
     """
@@ -28,9 +29,10 @@ class AdaLNZeroProjector(nn.Module):
 
 
 class AdaLNZeroLowRankDelta(nn.Module):
-    """Per-block low-rank correction ``up(down(a))`` with ``up`` zero-initialised.
+    """Per-block low-rank correction ``up(down(a))``, bias-free, ``up`` zero-initialised.
 
-    No biases: the published mdiffae_v1 parameter count (81,410,624) only fits bias-free deltas.
+    No biases: the published FCDM code has none, and the mdiffae_v1 parameter count
+    (81,410,624) only fits bias-free deltas.
 
     Shapes: ``a [B, d_cond] -> [B, n_chunks * d_model]``.
     """
@@ -39,6 +41,7 @@ class AdaLNZeroLowRankDelta(nn.Module):
         super().__init__()
         self.down = nn.Linear(d_cond, rank, bias=False)
         self.up = nn.Linear(rank, n_chunks * d_model, bias=False)
+        nn.init.normal_(self.down.weight, std=0.02)
         nn.init.zeros_(self.up.weight)
 
     def forward(self, a: torch.Tensor) -> torch.Tensor:

@@ -1,9 +1,9 @@
 """Convolutional blocks of the DiCo family (mDiffAE v1/v2, iRDiffAE).
 
-Names of submodules follow the published ``m_diffae``/``ir_diffae`` packages where they are known
-(``conv1``, ``conv2``, ``norm1``, ``norm2``, ``conv_in``, ``conv_out``); the rest (``cca.proj``,
-``conv3``, ``mlp``, ``gate1``/``gate2``) are this package's choice, and the checkpoint converter maps
-them.
+Names of submodules follow the published ``ir_diffae`` package where it could be read (``conv1``,
+``conv2``, ``norm1``, ``norm2``, ConvMLP's ``norm``/``conv_in``/``conv_out``); the rest (``cca.proj``,
+``conv3``, ``mlp``, ``gate1``/``gate2``) are guesses, listed in the README's evidence table, and the
+checkpoint converter's name rules accept the likely alternatives.
 """
 
 from __future__ import annotations
@@ -64,9 +64,9 @@ class DiCoBlock(nn.Module):
     Shapes: ``x`` is ``[B, C, H, W]``; the output has the same shape and dtype.
     """
 
-    # Layer-scale init for the encoder gates, as in ConvNeXt: the block starts close to identity
-    # but every parameter receives gradient from the first step.
-    encoder_gate_init = 1e-6
+    # Layer-scale init for the encoder gates: the block starts close to identity but every
+    # parameter receives gradient from the first step (the FCDM sibling's layer_scale uses 1e-3).
+    encoder_gate_init = 1e-3
 
     def __init__(
         self,

@@ -1,4 +1,4 @@
-"""DPM-Solver++(2M) for mDiffAE's VP x-prediction decoder (the original ``sampler="dpmpp_2m"``)."""
+"""DPM-Solver++(2M) for the mDiffAE family's VP x-prediction decoder (the original ``sampler="dpmpp_2m"``)."""
 
 from __future__ import annotations
 
@@ -8,38 +8,44 @@ import torch
 from diffusers import SchedulerMixin  # noqa: F401  (diffusers' loader looks it up here)
 
 from .scheduling_vp_ddim import VPDDIMScheduler
-from .vp_schedule import broadcast_like
 
 
 class VPDPMSolverMultistepScheduler(VPDDIMScheduler):
     """Second-order multistep DPM-Solver++ in data (x0) prediction, on the same VP schedule.
 
-    Works in the half log-SNR ``lambda = log(alpha / sigma)``: with ``h = lambda_next - lambda``,
-    ``x_next = (sigma_next / sigma) x - alpha_next (exp(-h) - 1) D`` where ``D`` is the current
-    (guided) ``x0`` on the first step and the second-order extrapolation
-    ``(1 + 1/(2r)) x0 - 1/(2r) x0_prev`` (``r = h_prev / h``) afterwards. As in DDIM, the last step
-    returns the clean prediction when ``set_alpha_to_one`` (the default). Same configuration as
-    :class:`VPDDIMScheduler`; a stateful solver, so call ``set_timesteps`` before every sampling run.
+    Works in the half log-SNR ``lambda = log(alpha / sigma)``: with ``h = lambda_next - lambda``
+    and ``phi = expm1(-h)``, the first step is
+    ``x_next = (sigma_next / sigma) x - alpha_next phi x0``; later steps add the correction
+    ``- 0.5 alpha_next phi D1`` with ``D1 = (x0 - x0_prev) / r`` and ``r = h_prev / h``. Like DDIM
+    it ends at ``t = 0``. Same configuration as :class:`VPDDIMScheduler`; a stateful solver, so call
+    ``set_timesteps`` before every sampling run.
     """
 
     _prev_x0: Optional[torch.Tensor] = None
-    _prev_h: Optional[torch.Tensor] = None
 
-    def set_timesteps(self, num_inference_steps: int, device: Union[str, torch.device, None] = None):
-        super().set_timesteps(num_inference_steps, device)
-        self._prev_x0, self._prev_h = None, None
+    def set_timesteps(
+        self,
+        num_inference_steps: int,
+        device: Union[str, torch.device, None] = None,
+        schedule: Optional[str] = None,
+        strength: float = 1.0,
+    ) -> None:
+        super().set_timesteps(num_inference_steps, device, schedule, strength)
+        self._prev_x0 = None
 
-    def _half_logsnr(self, t: torch.Tensor) -> torch.Tensor:
-        return 0.5 * self.logsnr(t)
-
-    def _update(self, x_t: torch.Tensor, x0: torch.Tensor, t: torch.Tensor, t_next: torch.Tensor) -> torch.Tensor:
-        t, t_next = t[:1], t_next[:1]
-        alpha, sigma = self.alpha_sigma(t)
-        alpha_n, sigma_n = self.alpha_sigma(t_next)
-        h = self._half_logsnr(t_next) - self._half_logsnr(t)
-        d = x0
-        if self._prev_x0 is not None:
-            r = self._prev_h / h
-            d = (1 + 1 / (2 * r)) * x0 - (1 / (2 * r)) * self._prev_x0
-        self._prev_x0, self._prev_h = x0, h
-        return broadcast_like(sigma_n / sigma, x_t) * x_t - broadcast_like(alpha_n * torch.expm1(-h), x_t) * d
+    def _update(self, x_t: torch.Tensor, x0: torch.Tensor, i: int) -> torch.Tensor:
+        half = 0.5 * self._logsnr
+        (sigma,) = self._coefficients(i, x_t, self._sigmas)
+        alpha_n, sigma_n = self._coefficients(i + 1, x_t, self._alphas, self._sigmas)
+        h = half[i + 1] - half[i]
+        phi = torch.expm1(-h).to(x_t.device).expand(x_t.shape[0]).view(-1, *([1] * (x_t.ndim - 1)))
+        ratio = sigma_n / sigma
+        if self._prev_x0 is None:
+            prev = ratio * x_t - alpha_n * phi * x0
+        else:
+            r = ((half[i] - half[i - 1]) / h).to(x_t.device)
+            d1 = (x0 - self._prev_x0) / r
+            common = alpha_n * phi
+            prev = ratio * x_t - common * x0 - 0.5 * common * d1
+        self._prev_x0 = x0
+        return prev
