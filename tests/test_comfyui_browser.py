@@ -303,7 +303,8 @@ def test_workflow_opens_and_runs_in_the_frontend(comfy, browser, artifacts, path
                 if value < MIN_ROUND_TRIP_PSNR:
                     problems.append(f"output node {node_id}: round trip {img['filename']} is {value:.2f} dB "
                                     f"from its input, below {MIN_ROUND_TRIP_PSNR} dB")
-        time.sleep(0.5)  # the frontend draws the results on the output nodes
+        time.sleep(0.5)  # the frontend draws the results on the output nodes, which grow
+        browser.execute_async_script(FIT_VIEW_JS)
         browser.save_screenshot(str(artifacts / f"{stem}__after_run.png"))
     summary["dialogs"] += close_dialogs(browser)  # e.g. the execution-error dialog
     summary["problems"] = problems
