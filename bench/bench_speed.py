@@ -12,6 +12,7 @@ the peak memory of a tiled 2048x2048 decode.
     python bench/bench_speed.py                         # full run (~30 min on 2 cores), writes bench/RESULTS.md
     python bench/bench_speed.py --quick                 # 256/512 only, fewer runs (~5 min)
     python bench/bench_speed.py --update-readme         # also refresh the table block in README.md
+    python bench/bench_speed.py --semdis                # SemDisDiffAE vs FLUX.2's AutoencoderKLFlux2 only
 
 Random weights: speed does not depend on them. Timings on a shared machine drift by tens of percent
 over minutes, which is why only ratios measured inside one run are quoted.
@@ -37,7 +38,9 @@ KL_CONFIGS = {
     "flux1": dict(latent_channels=16, sample_size=1024, scaling_factor=0.3611, shift_factor=0.1159,
                   use_quant_conv=False, use_post_quant_conv=False),
 }
-LABELS = {"mdiffae": "AutoencoderMDiffAE (mdiffae_v1)", "sd15": "AutoencoderKL SD-1.5", "flux1": "AutoencoderKL FLUX.1"}
+LABELS = {"mdiffae": "AutoencoderMDiffAE (mdiffae_v1)", "sd15": "AutoencoderKL SD-1.5", "flux1": "AutoencoderKL FLUX.1",
+          "semdis": "AutoencoderSemDisDiffAE (published config)", "flux2": "AutoencoderKLFlux2 (FLUX.2, default config)"}
+OURS = ("mdiffae", "semdis")  # 16x latents, decoded by sampling
 
 
 # -- one measurement (runs in its own subprocess) -------------------------------------------------
@@ -50,6 +53,12 @@ def build(name: str):
         from diffusers_mdiffae import AutoencoderMDiffAE
 
         return AutoencoderMDiffAE()
+    if name == "semdis":
+        from diffusers_mdiffae import AutoencoderSemDisDiffAE
+
+        return AutoencoderSemDisDiffAE()
+    if name == "flux2":
+        return diffusers.AutoencoderKLFlux2()  # its defaults are the FLUX.2 VAE
     cfg = KL_CONFIGS[name]
     return diffusers.AutoencoderKL(
         in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 4,
@@ -62,14 +71,14 @@ def make_call(model, name: str, op: str, size: int, dtype):
     import torch
 
     g = torch.Generator().manual_seed(0)
-    factor = 16 if name == "mdiffae" else 8
+    factor = 16 if name in OURS else 8
     if op == "encode":
         x = (torch.rand(1, 3, size, size, generator=g) * 2 - 1).to(dtype)
-        if name == "mdiffae":
+        if name in OURS:
             return lambda: model.encode(x).latent
         return lambda: model.encode(x).latent_dist.mode()
     z = torch.randn(1, model.config.latent_channels, size // factor, size // factor, generator=g).to(dtype)
-    if name != "mdiffae":
+    if name not in OURS:
         return lambda: model.decode(z).sample
     if op.startswith("decode_tiled:"):
         model.enable_tiling(tile_sample_min_size=int(op.split(":")[1]))
@@ -174,6 +183,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=str(ROOT / "bench" / "RESULTS.md"))
     p.add_argument("--json", default=str(ROOT / "bench" / "results.json"))
     p.add_argument("--update-readme", action="store_true")
+    p.add_argument("--semdis", action="store_true", help="only SemDisDiffAE vs FLUX.2's VAE (writes bench/RESULTS_SEMDIS.md)")
     a = p.parse_args(argv)
 
     if a.one:
@@ -185,6 +195,8 @@ def main(argv=None) -> int:
         return 0
 
     env = dict(os.environ, OMP_NUM_THREADS=str(a.threads))
+    if a.semdis:
+        return run_semdis(a, env)
     runs, kl_runs = (2, 1) if a.quick else (a.runs, a.kl_runs)
     started = time.time()
     peak = run_sub(["peak", a.threads], env)
@@ -217,6 +229,51 @@ def main(argv=None) -> int:
     print(md)
     if a.update_readme:
         update_readme(md)
+    return 0
+
+
+def run_semdis(a, env) -> int:
+    """SemDisDiffAE next to the VAE its card compares with, same process setup, back to back per cell."""
+    started = time.time()
+    results = []
+    for dtype in ("float32", "bfloat16"):
+        for size in (256, 512):
+            for op in ("encode", "decode"):
+                for name in ("semdis", "flux2"):
+                    runs = a.runs if name == "semdis" else a.kl_runs
+                    r = run_sub([name, op, size, dtype, runs, 1, a.threads, True], env)
+                    r.setdefault("model", name), r.setdefault("op", op), r.setdefault("size", size), r.setdefault("dtype", dtype)
+                    results.append(r)
+                    print(json.dumps(r), flush=True)
+    meta = {"cpu": _cpu_name(), "threads": a.threads, "versions": _versions(), "wall_s": round(time.time() - started),
+            "command": "python bench/bench_speed.py --semdis", "load_average_end": os.getloadavg()}
+    lines = [
+        f"Measured in one run of `{meta['command']}` on {meta['cpu']} with {meta['threads']} threads "
+        f"(torch {meta['versions']['torch']}, diffusers {meta['versions']['diffusers']}; {meta['wall_s']} s; load average "
+        f"at the end {', '.join(f'{x:.2f}' for x in meta['load_average_end'])}). Batch 1, random weights, median of the "
+        "timed runs (min in brackets), each cell in a fresh process.",
+        "",
+        "| size | dtype | op | SemDisDiffAE s | FLUX.2 VAE s | speed-up | SemDisDiffAE GFLOP | FLUX.2 GFLOP |",
+        "|---:|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for dtype in ("float32", "bfloat16"):
+        for size in (256, 512):
+            for op in ("encode", "decode"):
+                m, f = _find(results, "semdis", op, size, dtype), _find(results, "flux2", op, size, dtype)
+                if not (m and f):
+                    continue
+                lines.append(
+                    f"| {size} | {dtype} | {op}{' (1 step)' if op == 'decode' else ''} | {m['median_s']:.3f} ({m['min_s']:.3f}) | "
+                    f"{f['median_s']:.3f} ({f['min_s']:.3f}) | **{f['median_s'] / m['median_s']:.1f}x** | "
+                    f"{m.get('gflop', float('nan')):.1f} | {f.get('gflop', float('nan')):.1f} |"
+                )
+    errors = [r for r in results if "error" in r]
+    if errors:
+        lines += ["", "Failed cells: " + "; ".join(f"{r['model']} {r['op']} {r['size']} {r['dtype']}: {r['error']}" for r in errors)]
+    md = "\n".join(lines) + "\n"
+    Path(ROOT / "bench" / "RESULTS_SEMDIS.md").write_text(md)
+    Path(ROOT / "bench" / "results_semdis.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
+    print(md)
     return 0
 
 

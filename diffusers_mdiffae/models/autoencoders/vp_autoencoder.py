@@ -331,7 +331,7 @@ class VPDiffusionAutoencoder(ModelMixin, AutoencoderMixin, ConfigMixin):
             kwargs["torch_dtype"] = torch.float32
         model, info = super().from_pretrained(pretrained_model_name_or_path, output_loading_info=True, **kwargs)
         if torch_dtype is not None and torch_dtype != torch.float32:
-            model = torch.nn.Module.to(model, torch_dtype)  # ModelMixin.to only adds a misleading warning here
+            model = torch.nn.Module.to(model, torch_dtype)  # diffusers 0.42 ModelMixin.to warns on every dtype cast
         hub.check_loading_info(info, pretrained_model_name_or_path, cls.__name__)
         bad = hub.nonfinite_tensors(model)
         if bad:
