@@ -164,3 +164,34 @@ def test_push_via_save_pretrained_and_into_a_subfolder(monkeypatch, tmp_path, ti
     assert [u[0] for u in hub.uploaded] == ["me/pushed", "me/pipeline"]
     assert hub.uploaded[1][1] == "vae" and "README.md" not in hub.uploaded[1][2]
     assert (tmp_path / "local" / "config.json").is_file()
+
+
+class FakeCards:
+    """The Hub's README.md for ``ModelCard.load`` (diffusers' card helpers read it through huggingface_hub)."""
+
+    def __init__(self, monkeypatch):
+        from huggingface_hub import ModelCard
+        from huggingface_hub.errors import EntryNotFoundError
+
+        self.text = None
+        cards = self
+
+        def load(cls, repo_id_or_path, **kw):
+            if cards.text is None:
+                raise EntryNotFoundError("no README.md")
+            return ModelCard(cards.text)
+
+        monkeypatch.setattr(ModelCard, "load", classmethod(load))
+
+
+def test_a_card_edited_on_the_hub_survives_a_second_push(monkeypatch, tiny):
+    hub, cards = FakeHub(monkeypatch), FakeCards(monkeypatch)
+    tiny.push_to_hub("me/card")
+    first = hub.uploaded[0][2]["README.md"].decode()
+    assert "library_name: diffusers" in first and "AutoencoderMDiffAE.from_pretrained" in first
+    edited = first.replace("A diffusion autoencoder of the mDiffAE family", "My own words, edited on the Hub")
+    cards.text = edited
+    tiny.push_to_hub("me/card")
+    second = hub.uploaded[1][2]["README.md"].decode()
+    assert "My own words, edited on the Hub" in second
+    assert second.count("- diffusers_mdiffae") == 1  # our tags are not added twice

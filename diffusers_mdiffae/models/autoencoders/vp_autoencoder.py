@@ -375,17 +375,26 @@ class VPDiffusionAutoencoder(ModelMixin, AutoencoderMixin, ConfigMixin):
     ):
         """Save to a temporary folder (weights, config, model card) and upload it to the Hub.
 
-        Unlike ``ModelMixin.push_to_hub`` the card is this package's own (``library_name:
-        diffusers`` plus family tags and usage), so users find how to load the custom class.
+        The model card goes through diffusers' ``load_or_create_model_card``: a card already on the
+        Hub (perhaps edited there) is kept and only gains this package's tags; a new repo gets this
+        package's card, so users find how to load the custom class.
         """
+        from diffusers.utils.hub_utils import load_or_create_model_card, populate_model_card
         from huggingface_hub import HfApi
+
+        from ...model_card import CARD_TAGS, render_model_card_body
 
         api = HfApi(token=token)
         repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
         with tempfile.TemporaryDirectory() as tmp:
             self.save_pretrained(tmp, safe_serialization=safe_serialization, variant=variant)
+            card_path = os.path.join(tmp, "README.md")
             if subfolder:
-                os.remove(os.path.join(tmp, "README.md"))
+                os.remove(card_path)  # the repo's card belongs to the whole repo (e.g. a pipeline)
+            else:
+                card = load_or_create_model_card(repo_id, token=token, model_description=render_model_card_body(self))
+                missing = [t for t in CARD_TAGS if t not in (card.data.tags or [])]
+                populate_model_card(card, tags=missing).save(card_path)
             return api.upload_folder(
                 repo_id=repo_id, folder_path=tmp, path_in_repo=subfolder,
                 commit_message=commit_message or f"Upload {type(self).__name__}", create_pr=create_pr,
