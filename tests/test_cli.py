@@ -47,7 +47,11 @@ def test_reconstruct_a_folder_mirrors_it(tmp_path, model_dir):
     photo(src / "a.png")
     photo(src / "sub" / "b.jpg", mode="L")
     assert main(["reconstruct", str(src), str(tmp_path / "dst"), "--model", model_dir]) == 0
-    assert (tmp_path / "dst" / "a.png").is_file() and (tmp_path / "dst" / "sub" / "b.jpg").is_file()
+    # folder outputs are PNG unless asked: a JPEG input must not come back as lossy JPEG
+    assert (tmp_path / "dst" / "a.png").is_file() and (tmp_path / "dst" / "sub" / "b.png").is_file()
+    assert Image.open(tmp_path / "dst" / "sub" / "b.png").format == "PNG"
+    assert main(["reconstruct", str(src), str(tmp_path / "jpg"), "--model", model_dir, "--ext", "jpg"]) == 0
+    assert Image.open(tmp_path / "jpg" / "a.jpg").format == "JPEG"
 
 
 def test_encode_then_decode_round_trip(tmp_path, model_dir):
