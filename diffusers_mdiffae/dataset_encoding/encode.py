@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
-import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 
-from ..atomic import atomic_file
-from ..imaging import ImageLoadError, pil_to_tensor
+from ..argtypes import OneLineParser
+from ..atomic import atomic_file, remove_stale_temporaries
+from ..imaging import pil_to_tensor
+from ..outputs import check_output_not_input
+from ..skipping import SkipTally, describe_error, reason_of, say
+from .options import EncodeConfig, add_arguments, config_from_args
 from .sources import ImageSource, open_source
 
 SHARD_DIR = "shards"
@@ -25,38 +27,6 @@ RUN_FILE = "run.json"
 _DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 # Test hook: seconds to sleep after each shard is written, so a test can SIGKILL the job mid-run.
 _PAUSE_ENV = "MDIFFAE_ENCODE_PAUSE_AFTER_SHARD"
-
-
-@dataclass
-class EncodeConfig:
-    """Settings that determine the output; a restart must use the same ones.
-
-    Args:
-        resolution: images are resized so the shorter side is ``resolution`` (antialiased bicubic)
-            and centre-cropped to ``resolution x resolution`` (the ADM/DiT/SiT recipe); a multiple
-            of 16. ``crop=False`` keeps the aspect ratio and crops each side down to a multiple of 16.
-        flip: also encode the horizontal mirror of every image (a second sample per image).
-        dtype: storage dtype of the latents.
-        shard_size: images per shard (flip copies stay in their image's shard).
-        batch_size: images per encoder call; batches never cross shards, so the result does not
-            depend on how many processes share the work.
-    """
-
-    resolution: int = 256
-    crop: bool = True
-    flip: bool = False
-    dtype: str = "float16"
-    shard_size: int = 256
-    batch_size: int = 16
-    column: str = "image"
-
-    def validate(self) -> None:
-        if self.resolution % 16 or self.resolution < 16:
-            raise ValueError(f"resolution must be a positive multiple of 16, got {self.resolution}")
-        if self.dtype not in _DTYPES:
-            raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {self.dtype!r}")
-        if self.shard_size < 1 or self.batch_size < 1:
-            raise ValueError("shard_size and batch_size must be positive")
 
 
 def preprocess(image, cfg: EncodeConfig) -> Tuple[torch.Tensor, Dict]:
@@ -80,9 +50,51 @@ def shard_path(out: Path, k: int) -> Path:
     return out / SHARD_DIR / f"shard-{k:06d}.safetensors"
 
 
-def _fingerprint(source: ImageSource, cfg: EncodeConfig, model_id: str) -> Dict:
+def _sha256_files(paths: Sequence[Path]) -> str:
+    h = hashlib.sha256()
+    for path in paths:
+        h.update(path.name.encode() + b"\0")
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def _sha256_model(model) -> str:
+    """Hash of a loaded model's config and weights (what it computes, wherever it came from)."""
+    h = hashlib.sha256(json.dumps({k: v for k, v in dict(model.config).items() if not k.startswith("_")},
+                                  sort_keys=True, default=str).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode() + b"\0" + str(tensor.dtype).encode())
+        h.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def model_fingerprint(model, spec=None) -> Dict[str, str]:
+    """What identifies a model for a restart: a hash of its weights and config, not a path string.
+
+    A local folder is hashed from its files (``config.json`` and every ``*.safetensors`` in it,
+    so the same folder reached through another path or a symlink is the same model, and a folder
+    whose weights changed is not); anything else (a Hub id, an in-memory model) from the loaded
+    weights. ``model_path`` records the resolved folder for people; it is not compared.
+    """
+    folder = Path(spec) if spec is not None and Path(spec).is_dir() else None
+    if folder is not None:
+        files = sorted(p for p in folder.iterdir() if p.is_file() and (p.suffix == ".safetensors" or p.name == "config.json"))
+        if files:
+            return {"model_sha256": _sha256_files(files), "model_path": os.path.realpath(folder)}
+    return {"model_sha256": _sha256_model(model), "model_path": str(spec or "in-memory model")}
+
+
+def _fingerprint(source: ImageSource, cfg: EncodeConfig, model_fp: Dict[str, str]) -> Dict:
     names = hashlib.sha256("\n".join(source.name(i) for i in range(len(source))).encode()).hexdigest()
-    return {"config": asdict(cfg), "model": model_id, "num_images": len(source), "names_sha256": names}
+    return {"config": asdict(cfg), **model_fp, "num_images": len(source), "names_sha256": names}
+
+
+def _same_run(previous: Dict, current: Dict) -> bool:
+    informative = ("model_path",)
+    return {k: v for k, v in previous.items() if k not in informative} == {
+        k: v for k, v in current.items() if k not in informative}
 
 
 def _write_atomic_json(path: Path, data) -> None:
@@ -95,14 +107,16 @@ def _encode_shard(model, source: ImageSource, k: int, cfg: EncodeConfig, out: Pa
 
     start, stop = k * cfg.shard_size, min((k + 1) * cfg.shard_size, len(source))
     samples, pixels, skipped = [], [], []
+    tally = SkipTally(log=log)
     for i in range(start, stop):
         name = source.name(i)
         try:
             image, notes = source.load(i)
             x, geom = preprocess(image, cfg)
-        except (ImageLoadError, OSError, ValueError) as e:
-            skipped.append({"source": name, "reason": str(e)})
-            log(f"skipped {name}: {e}")
+        except Exception as e:  # any failure of one image is that image's, never the run's (nor every restart's)
+            reason = reason_of(e, name)
+            skipped.append({"source": name, "reason": reason})
+            tally.skip(name, reason)
             continue
         for flip in ([False, True] if cfg.flip else [False]):
             pixels.append(x.flip(-1) if flip else x)
@@ -182,7 +196,7 @@ def encode_dataset(
     model=None,
     config: Optional[EncodeConfig] = None,
     num_threads: Optional[int] = None,
-    log=print,
+    log=say,
 ) -> Optional[Dict]:
     """Encode every image of ``source`` into shards under ``output_dir``; returns the manifest (main process).
 
@@ -198,33 +212,40 @@ def encode_dataset(
     from accelerate import Accelerator
     from tqdm.auto import tqdm
 
-    from .. import DEMO_MODEL_DIR
-    from ..autoencoder_mdiffae import AutoencoderMDiffAE
+    from .. import DEMO_MODEL_DIR, AutoencoderMDiffAE  # the package top level, wherever the class lives
 
     cfg = config or EncodeConfig()
     cfg.validate()
+    out = Path(output_dir)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out}: is a file; the output must be a folder")
+    if isinstance(source, (str, os.PathLike)):
+        check_output_not_input(out, [source], reread=False)
     if num_threads:
         torch.set_num_threads(num_threads)
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
-    out = Path(output_dir)
     src = open_source(source, cfg.column)
+    spec = None
     if model is None or isinstance(model, (str, os.PathLike)):
-        model_id = str(model or DEMO_MODEL_DIR)
-        model = AutoencoderMDiffAE.from_pretrained(model_id)
-    else:
-        model_id = str(model.config.get("_name_or_path", "in-memory model"))
+        spec = str(model or DEMO_MODEL_DIR)
+        model = AutoencoderMDiffAE.from_pretrained(spec)
     model = model.eval().to(accelerator.device)
-    fingerprint = _fingerprint(src, cfg, model_id)
+    fingerprint = _fingerprint(src, cfg, model_fingerprint(model, spec))
     n_shards = -(-len(src) // cfg.shard_size)
 
     if accelerator.is_main_process:
         (out / SHARD_DIR).mkdir(parents=True, exist_ok=True)
+        for name in (RUN_FILE, MANIFEST):
+            remove_stale_temporaries(out, name)
         run_file = out / RUN_FILE
         if run_file.is_file():
-            previous = json.loads(run_file.read_text())
-            if previous != fingerprint:
+            try:
+                previous = json.loads(run_file.read_text())
+            except ValueError:
+                raise ValueError(f"{run_file}: unreadable (not JSON); use a new output folder") from None
+            if not isinstance(previous, dict) or not _same_run(previous, fingerprint):
                 raise ValueError(
-                    f"{out} holds a run with other settings or inputs ({RUN_FILE} differs); "
+                    f"{out}: holds a run with other settings, inputs or model weights ({RUN_FILE} differs); "
                     "use a new output folder"
                 )
         else:
@@ -259,31 +280,33 @@ def encode_dataset(
         if missing:
             raise RuntimeError(f"shards {missing[:10]} are missing after the run; run the same command again")
         manifest = _write_manifest(out, n_shards, fingerprint, model.config.latent_channels)
-        log(f"wrote {out / MANIFEST}: {manifest['num_samples']} samples, {len(manifest['skipped'])} skipped")
+        if manifest["num_samples"] == 0 and manifest["skipped"]:
+            (out / MANIFEST).unlink()
+            raise ValueError(f"{source}: nothing encoded, all {len(manifest['skipped'])} image(s) skipped")
+        log(f"wrote {manifest['num_samples']} sample(s), skipped {len(manifest['skipped'])} image(s) "
+            f"({out / MANIFEST})")
         return manifest
     return None
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog="mdiffae encode-dataset",
-                                description="Encode an image dataset to sharded mDiffAE latents (resumable).")
-    p.add_argument("input", help="image folder (recursive) or a datasets folder saved with save_to_disk")
-    p.add_argument("output")
-    p.add_argument("--model", help="diffusers folder, published snapshot or Hub id (default: bundled demo)")
-    p.add_argument("--resolution", type=int, default=256)
-    p.add_argument("--no-crop", action="store_true", help="keep the aspect ratio (sides cropped to multiples of 16)")
-    p.add_argument("--flip", action="store_true", help="also encode horizontal flips")
-    p.add_argument("--dtype", choices=sorted(_DTYPES), default="float16")
-    p.add_argument("--shard-size", type=int, default=256)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--column", default="image", help="image column of a datasets dataset")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
-    a = p.parse_args(argv)
-    cfg = EncodeConfig(resolution=a.resolution, crop=not a.no_crop, flip=a.flip, dtype=a.dtype,
-                       shard_size=a.shard_size, batch_size=a.batch_size, column=a.column)
-    try:
-        encode_dataset(a.input, a.output, model=a.model, config=cfg, num_threads=a.threads)
-    except (ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+def run_from_args(a, log=say) -> int:
+    """Run from parsed options (``mdiffae encode-dataset`` and ``python -m ...`` share the parser)."""
+    encode_dataset(a.input, a.output, model=a.model, config=config_from_args(a), num_threads=a.threads, log=log)
     return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    p = OneLineParser(prog="mdiffae encode-dataset",
+                      description="Encode an image dataset to sharded mDiffAE latents (resumable).")
+    add_arguments(p)
+    a = p.parse_args(argv)
+    try:
+        return run_from_args(a)
+    except KeyboardInterrupt:
+        say("error: interrupted")
+        return 130
+    except Exception as e:  # one line, no traceback (MDIFFAE_TRACEBACK=1 shows it)
+        if os.environ.get("MDIFFAE_TRACEBACK"):
+            raise
+        say(f"error: {describe_error(e)}")
+        return 1
