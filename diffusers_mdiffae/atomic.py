@@ -22,7 +22,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator, Union
+from typing import Iterator, Optional, Union
 
 # mkstemp creates 0600 files; finished outputs get the usual permissions (0666 minus the umask).
 _UMASK = os.umask(0)
@@ -62,6 +62,39 @@ def _renamed_error(e: OSError, path: Path) -> OSError:
     err = OSError(e.errno, e.strerror or str(e), str(path))
     err.__cause__ = e
     return err
+
+
+_MESSAGE_ERRNOS = (("No space left", errno.ENOSPC), ("Read-only file system", errno.EROFS),
+                   ("Permission denied", errno.EACCES), ("Disk quota", errno.EDQUOT))
+
+
+def write_error(error: BaseException, path: Union[str, os.PathLike]) -> OSError:
+    """An ``OSError`` naming ``path`` for a writer's failure that is not one (e.g. safetensors' own type).
+
+    The errno is recovered from the message where it names one (disk full, read-only, permission).
+    """
+    if isinstance(error, OSError):
+        return _renamed_error(error, Path(path))
+    text = " ".join(str(error).split())
+    for fragment, code in _MESSAGE_ERRNOS:
+        if fragment in text:
+            return OSError(code, os.strerror(code), str(path))
+    return OSError(errno.EIO, f"cannot write ({type(error).__name__}: {text})", str(path))
+
+
+def save_safetensors(tensors: dict, path: Union[str, os.PathLike], metadata: Optional[dict] = None) -> Path:
+    """``safetensors.torch.save_file`` through :func:`atomic_file`; failures are ``OSError`` naming ``path``."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    with atomic_file(path) as tmp:
+        try:
+            save_file(tensors, str(tmp), metadata=metadata)
+        except OSError:
+            raise
+        except Exception as e:  # safetensors reports I/O failures as SafetensorError
+            raise write_error(e, path) from None
+    return path
 
 
 @contextlib.contextmanager
@@ -169,30 +202,62 @@ def atomic_directory(path: Union[str, os.PathLike], overwrite: bool = False) -> 
         raise
 
 
-def remove_stale_temporaries(folder: Union[str, os.PathLike], stem_prefix: str = "") -> list:
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def _parse_temporary(name: str):
+    """``(final name, tag, pid)`` of one of this module's temporaries, or None for any other name."""
+    if not name.startswith("."):
+        return None
+    for tag in (TMP_DIR_TAG, OLD_DIR_TAG, TMP_FILE_TAG):
+        base, found, rest = name[1:].rpartition(tag)
+        if found and base:
+            pid = rest.split("-", 1)[0]
+            return base, tag, int(pid) if pid.isdigit() else -1
+    return None
+
+
+def remove_stale_temporaries(folder: Union[str, os.PathLike], stem_prefix: str = "", names=None) -> list:
     """Delete this module's leftovers of a killed run in ``folder`` (not recursive); returns their names.
 
-    Only dot-names carrying this module's tags (and starting with ``.<stem_prefix>``) are touched,
-    so nothing a user put there is removed. Call it only while no other job writes to ``folder``.
+    Only dot-names carrying this module's tags are touched, only for final names starting with
+    ``stem_prefix`` (or in ``names``), and only when the process that made them is gone, so a
+    concurrent writer's temporary is left alone. A folder that was moved aside for replacement
+    and never replaced is put back instead of deleted.
     """
     folder = Path(folder)
-    removed = []
-    if not folder.is_dir():
+    removed: list = []
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
         return removed
-    for p in folder.iterdir():
-        name = p.name
-        if not name.startswith("." + stem_prefix):
+    for p in entries:
+        parsed = _parse_temporary(p.name)
+        if parsed is None:
             continue
-        if OLD_DIR_TAG in name and p.is_dir() and not p.is_symlink():
+        base, tag, pid = parsed
+        if not base.startswith(stem_prefix) or (names is not None and base not in names) or _pid_alive(pid):
+            continue
+        if tag == OLD_DIR_TAG and p.is_dir() and not p.is_symlink():
             # killed between "old aside" and "new in": the old folder is the only copy, put it back
-            target = folder / name[1:].rpartition(OLD_DIR_TAG)[0]
+            target = folder / base
             if (p / "previous").is_dir() and not os.path.lexists(target):
                 os.rename(p / "previous", target)
-        if TMP_FILE_TAG in name or TMP_DIR_TAG in name or OLD_DIR_TAG in name:
-            if p.is_dir() and not p.is_symlink():
-                shutil.rmtree(p, ignore_errors=True)
-            else:
-                with contextlib.suppress(FileNotFoundError):
-                    p.unlink()
-            removed.append(name)
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+        removed.append(p.name)
     return removed

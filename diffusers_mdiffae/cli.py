@@ -139,6 +139,17 @@ def _folder_output(src: Path, out_spec: str) -> Path:
     return out
 
 
+def _clean_leftovers(outputs: Sequence[Path]) -> None:
+    """Remove temporaries that a killed earlier run left for these outputs (only dead writers')."""
+    from .atomic import remove_stale_temporaries
+
+    by_folder: dict = {}
+    for dest in outputs:
+        by_folder.setdefault(Path(dest).parent, set()).add(Path(dest).name)
+    for folder, names in by_folder.items():
+        remove_stale_temporaries(folder, names=names)
+
+
 def _load_tensor(path: Path):
     """Image file -> ``([1, 3, H', W']`` padded to multiples of 16, original size, notes)."""
     from .imaging import load_rgb, pad_to_multiple, pil_to_tensor
@@ -198,6 +209,7 @@ def cmd_reconstruct(args) -> int:
         check_output_not_input(out, [src])
         outputs, tally = [out], None
     model = load_model(args.model, args.dtype)
+    _clean_leftovers(outputs)
     import torch
 
     def run(x):
@@ -230,7 +242,7 @@ def cmd_reconstruct(args) -> int:
 
 
 def cmd_encode(args) -> int:
-    from .atomic import atomic_file
+    from .atomic import save_safetensors
 
     src, out = Path(args.input), Path(args.output)
     inputs = _inputs(src)
@@ -242,12 +254,12 @@ def cmd_encode(args) -> int:
     tally = SkipTally(verb="encoded") if src.is_dir() else None
     model = load_model(args.model, args.dtype)
     import torch
-    from safetensors.torch import save_file
 
     def run(x):
         with torch.no_grad():
             return model.encode(x.to(model.dtype)).latent[0].float().contiguous()
 
+    _clean_leftovers([out])
     tensors, meta = {}, {}
     for path in _progress(inputs, "encode"):
         ok, loaded = _attempt(tally, path, _load_tensor, path)
@@ -266,8 +278,7 @@ def cmd_encode(args) -> int:
             tally.done()
     if not tensors:
         return _finish(tally, src)
-    with atomic_file(out) as tmp:
-        save_file(tensors, str(tmp), metadata={"images": json.dumps(meta), "format": "mdiffae-latents-v1"})
+    save_safetensors(tensors, out, metadata={"images": json.dumps(meta), "format": "mdiffae-latents-v1"})
     print(f"wrote {len(tensors)} latent(s) to {out}")
     return _finish(tally, out)
 
@@ -310,6 +321,7 @@ def cmd_decode(args) -> int:
     out, outputs = _decode_outputs(args, src, keys, infos)
     tally = SkipTally() if len(keys) > 1 else None
     model = load_model(args.model, args.dtype)
+    _clean_leftovers(outputs)
     import torch
 
     def run(k, info):

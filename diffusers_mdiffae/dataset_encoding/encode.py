@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from ..argtypes import OneLineParser
-from ..atomic import atomic_file, remove_stale_temporaries
+from ..atomic import atomic_file, remove_stale_temporaries, save_safetensors
 from ..imaging import pil_to_tensor
 from ..outputs import check_output_not_input
 from ..skipping import SkipTally, describe_error, reason_of, say
@@ -103,8 +103,6 @@ def _write_atomic_json(path: Path, data) -> None:
 
 
 def _encode_shard(model, source: ImageSource, k: int, cfg: EncodeConfig, out: Path, log) -> int:
-    from safetensors.torch import save_file
-
     start, stop = k * cfg.shard_size, min((k + 1) * cfg.shard_size, len(source))
     samples, pixels, skipped = [], [], []
     tally = SkipTally(log=log)
@@ -142,9 +140,9 @@ def _encode_shard(model, source: ImageSource, k: int, cfg: EncodeConfig, out: Pa
     tensors["stats.sum"], tensors["stats.sumsq"] = total, total_sq
     tensors["stats.count"] = torch.tensor([count], dtype=torch.float64)
     # A shard exists under its final name only when complete.
-    with atomic_file(shard_path(out, k)) as tmp:
-        save_file(tensors, str(tmp), metadata={"samples": json.dumps(samples), "skipped": json.dumps(skipped),
-                                               "shard": str(k), "format": "mdiffae-latent-shard-v1"})
+    save_safetensors(tensors, shard_path(out, k), metadata={
+        "samples": json.dumps(samples), "skipped": json.dumps(skipped), "shard": str(k),
+        "format": "mdiffae-latent-shard-v1"})
     return len(latents)
 
 

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Dict, List, Optional, Union
 
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..atomic import atomic_directory
+from ..atomic import atomic_directory, write_error
+
+# Test hook: seconds to sleep half way through writing a checkpoint, so a test can SIGKILL it there.
+_PAUSE_ENV = "MDIFFAE_TRAIN_PAUSE_IN_CHECKPOINT"
 
 
 class EMA:
@@ -69,12 +73,17 @@ def save_checkpoint(
     """Write a complete checkpoint folder atomically (temporary sibling, then rename)."""
     folder = Path(folder)
     with atomic_directory(folder, overwrite=True) as tmp:
-        model.save_pretrained(tmp / "model")
-        save_file({k: v.contiguous() for k, v in ema.shadow.items()}, tmp / "ema.safetensors",
-                  metadata={"decay": str(ema.decay), "num_updates": str(ema.num_updates)})
-        tensors, meta = _optimizer_tensors(optimizer)
-        save_file(tensors, tmp / "optimizer.safetensors", metadata={"meta": json.dumps(meta)})
-        (tmp / "trainer_state.json").write_text(json.dumps(trainer_state, indent=1))
+        try:
+            model.save_pretrained(tmp / "model")
+            if os.environ.get(_PAUSE_ENV):  # test hook: a window in which a kill leaves a half-written checkpoint
+                time.sleep(float(os.environ[_PAUSE_ENV]))
+            save_file({k: v.contiguous() for k, v in ema.shadow.items()}, tmp / "ema.safetensors",
+                      metadata={"decay": str(ema.decay), "num_updates": str(ema.num_updates)})
+            tensors, meta = _optimizer_tensors(optimizer)
+            save_file(tensors, tmp / "optimizer.safetensors", metadata={"meta": json.dumps(meta)})
+            (tmp / "trainer_state.json").write_text(json.dumps(trainer_state, indent=1))
+        except Exception as e:  # safetensors' own error type on a full disk: name the checkpoint
+            raise write_error(e, folder) from None
     return folder
 
 
