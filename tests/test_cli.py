@@ -4,10 +4,9 @@ import json
 
 import numpy as np
 import pytest
-import torch
+from conftest import make_tiny
 from PIL import Image
 
-from conftest import make_tiny
 from diffusers_mdiffae.cli import main
 
 
@@ -95,7 +94,8 @@ def test_eval_reports_baselines_and_writes_pictures(tmp_path, model_dir, capsys)
     assert main(["eval", str(src), "--out", str(out), "--json", str(js), "--model", model_dir]) == 0
     text = capsys.readouterr().out
     assert "bicubic 1/4 PSNR" in text and "**mean**" in text and "vs bicubic 1/8" in text
-    assert sorted(p.name for p in out.iterdir()) == ["a_grid.png", "a_latent_pca.png", "b_grid.png", "b_latent_pca.png"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "a_grid.png", "a_latent_pca.png", "b_grid.png", "b_latent_pca.png"]
     assert Image.open(out / "a_grid.png").size == (3 * 64, 48)
     report = json.loads(js.read_text())
     assert len(report["rows"]) == 2 and "psnr_bicubic8" in report["mean"]

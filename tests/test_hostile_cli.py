@@ -7,11 +7,14 @@ nothing the user had may be lost.
 import json
 import os
 
+import hostile_helpers
 import pytest
 import torch
-from hostile_helpers import assert_one_error, cli, cli_subprocess, model_dir, photo, tmpfs  # noqa: F401
+from hostile_helpers import assert_one_error, cli, cli_subprocess, photo, tmpfs
 from PIL import Image
 from safetensors.torch import save_file
+
+model_dir = hostile_helpers.model_dir  # the shared session fixture (a tiny saved model)
 
 
 def latents(path, sources=None, dtype=torch.float32, shape=(64, 3, 3)):

@@ -11,7 +11,12 @@ from hypothesis import strategies as st
 from diffusers_mdiffae import atomic
 from diffusers_mdiffae.atomic import atomic_directory, atomic_file, remove_stale_temporaries
 from diffusers_mdiffae.outputs import (
-    OutputError, check_output_not_input, check_planned_outputs, image_format, is_folder_target, mirror_outputs,
+    OutputError,
+    check_output_not_input,
+    check_planned_outputs,
+    image_format,
+    is_folder_target,
+    mirror_outputs,
     names_from_sources,
 )
 
