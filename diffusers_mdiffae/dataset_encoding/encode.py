@@ -80,7 +80,8 @@ def model_fingerprint(model, spec=None) -> Dict[str, str]:
     """
     folder = Path(spec) if spec is not None and Path(spec).is_dir() else None
     if folder is not None:
-        files = sorted(p for p in folder.iterdir() if p.is_file() and (p.suffix == ".safetensors" or p.name == "config.json"))
+        files = sorted(p for p in folder.iterdir()
+                       if p.is_file() and (p.suffix == ".safetensors" or p.name == "config.json"))
         if files:
             return {"model_sha256": _sha256_files(files), "model_path": os.path.realpath(folder)}
     return {"model_sha256": _sha256_model(model), "model_path": str(spec or "in-memory model")}
@@ -158,7 +159,8 @@ def _shard_done(path: Path) -> bool:
         return False
 
 
-def _write_manifest(out: Path, n_shards: int, fingerprint: Dict, latent_channels: int) -> Dict:
+def _collect_manifest(out: Path, n_shards: int, fingerprint: Dict, latent_channels: int) -> Dict:
+    """The manifest of finished shards (not yet written: the caller writes it last, atomically)."""
     from safetensors import safe_open
 
     total = torch.zeros(latent_channels, dtype=torch.float64)
@@ -184,8 +186,49 @@ def _write_manifest(out: Path, n_shards: int, fingerprint: Dict, latent_channels
         "hint": "normalise with (z - latents_mean) / latents_std per channel; "
                 "a single scalar scale is 1 / mean(latents_std)",
     }
-    _write_atomic_json(out / MANIFEST, manifest)
     return manifest
+
+
+def _claim_run(out: Path, fingerprint: Dict) -> None:
+    """Main process: start ``out`` for this run, or check that it holds the same run (to resume it)."""
+    (out / SHARD_DIR).mkdir(parents=True, exist_ok=True)
+    for name in (RUN_FILE, MANIFEST):
+        remove_stale_temporaries(out, name)
+    run_file = out / RUN_FILE
+    if not run_file.is_file():
+        _write_atomic_json(run_file, fingerprint)
+        return
+    try:
+        previous = json.loads(run_file.read_text())
+    except ValueError:
+        raise ValueError(f"{run_file}: unreadable (not JSON); use a new output folder") from None
+    if not isinstance(previous, dict) or not _same_run(previous, fingerprint):
+        raise ValueError(f"{out}: holds a run with other settings, inputs or model weights ({RUN_FILE} differs); "
+                         "use a new output folder")
+
+
+def _remove_my_stale_shards(out: Path, mine: Sequence[int]) -> None:
+    for stale in (out / SHARD_DIR).glob(".shard-*.tmp-*"):
+        k = int(stale.name.split("-")[1].split(".")[0])
+        if k in mine:
+            stale.unlink(missing_ok=True)
+
+
+def _encode_shards(model, src: ImageSource, todo: Sequence[int], cfg: EncodeConfig, out: Path, log, accelerator):
+    from tqdm.auto import tqdm
+
+    pause = float(os.environ.get(_PAUSE_ENV, "0") or 0)
+    sizes = {k: min((k + 1) * cfg.shard_size, len(src)) - k * cfg.shard_size for k in todo}
+    bar = tqdm(total=sum(sizes.values()), disable=not accelerator.is_main_process, desc="encode",
+               unit="img", dynamic_ncols=True)
+    t0, done = time.perf_counter(), 0
+    for k in todo:
+        done += _encode_shard(model, src, k, cfg, out, log)
+        bar.update(sizes[k])
+        bar.set_postfix(img_s=f"{done * accelerator.num_processes / max(time.perf_counter() - t0, 1e-9):.1f}")
+        if pause:
+            time.sleep(pause)
+    bar.close()
 
 
 def encode_dataset(
@@ -200,7 +243,8 @@ def encode_dataset(
 
     Run it once per process (``accelerate launch``): process ``p`` of ``n`` encodes the shards
     ``k`` with ``k % n == p``. Finished shards are skipped, so a restarted run only does what is
-    missing; temporary files of a killed run are removed.
+    missing; temporary files of a killed run are removed. An image that cannot be used is skipped
+    (recorded in its shard and the manifest); the run fails only when no image could be encoded.
 
     Args:
         source: image folder, saved ``datasets`` folder, or ``datasets.Dataset``.
@@ -208,7 +252,6 @@ def encode_dataset(
         num_threads: torch CPU threads (fix it to compare runs bitwise across process counts).
     """
     from accelerate import Accelerator
-    from tqdm.auto import tqdm
 
     from .. import DEMO_MODEL_DIR, AutoencoderMDiffAE  # the package top level, wherever the class lives
 
@@ -222,69 +265,36 @@ def encode_dataset(
     if num_threads:
         torch.set_num_threads(num_threads)
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    main_log = log if accelerator.is_main_process else (lambda _: None)
     src = open_source(source, cfg.column)
-    spec = None
-    if model is None or isinstance(model, (str, os.PathLike)):
-        spec = str(model or DEMO_MODEL_DIR)
+    spec = str(model or DEMO_MODEL_DIR) if model is None or isinstance(model, (str, os.PathLike)) else None
+    if spec is not None:
         model = AutoencoderMDiffAE.from_pretrained(spec)
     model = model.eval().to(accelerator.device)
     fingerprint = _fingerprint(src, cfg, model_fingerprint(model, spec))
     n_shards = -(-len(src) // cfg.shard_size)
-
     if accelerator.is_main_process:
-        (out / SHARD_DIR).mkdir(parents=True, exist_ok=True)
-        for name in (RUN_FILE, MANIFEST):
-            remove_stale_temporaries(out, name)
-        run_file = out / RUN_FILE
-        if run_file.is_file():
-            try:
-                previous = json.loads(run_file.read_text())
-            except ValueError:
-                raise ValueError(f"{run_file}: unreadable (not JSON); use a new output folder") from None
-            if not isinstance(previous, dict) or not _same_run(previous, fingerprint):
-                raise ValueError(
-                    f"{out}: holds a run with other settings, inputs or model weights ({RUN_FILE} differs); "
-                    "use a new output folder"
-                )
-        else:
-            _write_atomic_json(run_file, fingerprint)
+        _claim_run(out, fingerprint)
     accelerator.wait_for_everyone()
 
     mine = [k for k in range(n_shards) if k % accelerator.num_processes == accelerator.process_index]
-    for stale in (out / SHARD_DIR).glob(".shard-*.tmp-*"):
-        k = int(stale.name.split("-")[1].split(".")[0])
-        if k in mine:
-            stale.unlink(missing_ok=True)
+    _remove_my_stale_shards(out, mine)
     todo = [k for k in mine if not _shard_done(shard_path(out, k))]
-    if accelerator.is_main_process:
-        log(f"{len(src)} images in {n_shards} shards; {accelerator.num_processes} process(es); "
-            f"main process: {len(mine) - len(todo)} of its {len(mine)} shards already done")
-    pause = float(os.environ.get(_PAUSE_ENV, "0") or 0)
-    sizes = {k: min((k + 1) * cfg.shard_size, len(src)) - k * cfg.shard_size for k in todo}
-    bar = tqdm(total=sum(sizes.values()), disable=not accelerator.is_main_process, desc="encode",
-               unit="img", dynamic_ncols=True)
-    t0, done = time.perf_counter(), 0
-    for k in todo:
-        n = _encode_shard(model, src, k, cfg, out, log if accelerator.is_main_process else (lambda _: None))
-        done += n
-        bar.update(sizes[k])
-        bar.set_postfix(img_s=f"{done * accelerator.num_processes / max(time.perf_counter() - t0, 1e-9):.1f}")
-        if pause:
-            time.sleep(pause)
-    bar.close()
+    main_log(f"{len(src)} images in {n_shards} shards; {accelerator.num_processes} process(es); "
+             f"main process: {len(mine) - len(todo)} of its {len(mine)} shards already done")
+    _encode_shards(model, src, todo, cfg, out, main_log, accelerator)
     accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        missing = [k for k in range(n_shards) if not _shard_done(shard_path(out, k))]
-        if missing:
-            raise RuntimeError(f"shards {missing[:10]} are missing after the run; run the same command again")
-        manifest = _write_manifest(out, n_shards, fingerprint, model.config.latent_channels)
-        if manifest["num_samples"] == 0 and manifest["skipped"]:
-            (out / MANIFEST).unlink()
-            raise ValueError(f"{source}: nothing encoded, all {len(manifest['skipped'])} image(s) skipped")
-        log(f"wrote {manifest['num_samples']} sample(s), skipped {len(manifest['skipped'])} image(s) "
-            f"({out / MANIFEST})")
-        return manifest
-    return None
+    if not accelerator.is_main_process:
+        return None
+    missing = [k for k in range(n_shards) if not _shard_done(shard_path(out, k))]
+    if missing:
+        raise RuntimeError(f"shards {missing[:10]} are missing after the run; run the same command again")
+    manifest = _collect_manifest(out, n_shards, fingerprint, model.config.latent_channels)
+    if manifest["num_samples"] == 0 and manifest["skipped"]:
+        raise ValueError(f"{source}: nothing encoded, all {len(manifest['skipped'])} image(s) skipped")
+    _write_atomic_json(out / MANIFEST, manifest)
+    log(f"wrote {manifest['num_samples']} sample(s), skipped {len(manifest['skipped'])} image(s) ({out / MANIFEST})")
+    return manifest
 
 
 def run_from_args(a, log=say) -> int:

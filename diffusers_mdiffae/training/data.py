@@ -72,7 +72,8 @@ class ImageFolderCrops:
             self.paths.append(path)
             tally.done()
         if not self.paths:
-            raise ValueError(f"{folder}: no usable images" + (f" ({len(self.skipped)} skipped)" if self.skipped else ""))
+            raise ValueError(f"{folder}: no usable images"
+                             + (f" ({len(self.skipped)} skipped)" if self.skipped else ""))
         log(f"{tally.summary()} ({folder})")
 
     def __len__(self) -> int:

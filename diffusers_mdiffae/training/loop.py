@@ -67,14 +67,11 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Refuse settings that would crash later or train on garbage, with the field's name."""
-        for name in ("steps", "batch_size"):
+        for name, low in (("steps", 1), ("batch_size", 1), ("warmup_steps", 0), ("checkpoint_every", 0),
+                          ("preview_every", 0)):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        for name in ("warmup_steps", "checkpoint_every", "preview_every"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
         if not isinstance(self.crop, int) or self.crop < 16 or self.crop % 16:
             raise ValueError(f"crop must be a positive multiple of 16, got {self.crop!r}")
         for name in ("lr", "ema_decay", "weight_decay", "grad_clip", "scale_min", "lr_min_ratio"):
@@ -181,6 +178,37 @@ def truncate_log(path: Path, last_step: int) -> int:
     return dropped
 
 
+def _optimize_step(module, optimizer, accelerator, ema: EMA, data: ImageFolderCrops, step: int, cfg: TrainConfig):
+    g = step_generator(cfg.seed, step, accelerator.process_index)
+    images = data.batch(cfg.batch_size, g).to(accelerator.device)
+    for group in optimizer.param_groups:
+        group["lr"] = cfg.lr * _lr_factor(step, cfg)
+    with accelerator.autocast():
+        loss, stats = module(images, g)
+    accelerator.backward(loss)
+    if cfg.grad_clip:
+        accelerator.clip_grad_norm_(module.parameters(), cfg.grad_clip)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    ema.update(accelerator.unwrap_model(module).vae)
+    return loss, stats
+
+
+def _after_step(done: int, cfg: TrainConfig, accelerator, module, optimizer, ema: EMA, history, preview_images,
+                out: Path, log) -> None:
+    """Previews and checkpoints due after step ``done``."""
+    vae = accelerator.unwrap_model(module).vae
+    if accelerator.is_main_process and cfg.preview_every and (done % cfg.preview_every == 0 or done == cfg.steps):
+        value = _preview(vae, ema, preview_images, out / "previews" / f"step_{done:07d}.png")
+        log(f"step {done}: preview PSNR (EMA, 1-step) {value:.2f} dB")
+    if cfg.checkpoint_every and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            save_checkpoint(out / "checkpoints" / f"step_{done:07d}", vae, ema, optimizer.optimizer
+                            if hasattr(optimizer, "optimizer") else optimizer,
+                            {"step": done, "history": history, "config": asdict(cfg)})
+
+
 def train(cfg: TrainConfig, log: Callable[[str], None] = say) -> List[dict]:
     """Run (or resume) training; returns the per-step records of this process's run.
 
@@ -198,15 +226,15 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = say) -> List[dict]:
         for name in remove_killed_run_leftovers(out):
             log(f"removed {name}, left by an interrupted run")
     accelerator.wait_for_everyone()
+    main_log = log if accelerator.is_main_process else (lambda _: None)
     data = ImageFolderCrops(cfg.data, crop=cfg.crop, scale_range=(cfg.scale_min, 1.0), exclude=cfg.exclude,
-                            log=log if accelerator.is_main_process else (lambda _: None),
-                            permute_channels=cfg.permute_channels)
+                            log=main_log, permute_channels=cfg.permute_channels)
     model = _build_model(cfg)
     if cfg.gradient_checkpointing:
         model.enable_gradient_checkpointing()
     ema = EMA(model, cfg.ema_decay)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
-    start, history = _resume(cfg, out, model, ema, optimizer, log if accelerator.is_main_process else (lambda _: None))
+    start, history = _resume(cfg, out, model, ema, optimizer, main_log)
     if accelerator.is_main_process:
         dropped = truncate_log(out / "log.jsonl", start)
         if dropped:
@@ -222,37 +250,17 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = say) -> List[dict]:
         out.mkdir(parents=True, exist_ok=True)
     t_last, seen = time.perf_counter(), 0
     for step in bar:
-        g = step_generator(cfg.seed, step, accelerator.process_index)
-        images = data.batch(cfg.batch_size, g).to(accelerator.device)
-        for group in optimizer.param_groups:
-            group["lr"] = cfg.lr * _lr_factor(step, cfg)
-        with accelerator.autocast():
-            loss, stats = module(images, g)
-        accelerator.backward(loss)
-        if cfg.grad_clip:
-            accelerator.clip_grad_norm_(module.parameters(), cfg.grad_clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        ema.update(accelerator.unwrap_model(module).vae)
+        loss, stats = _optimize_step(module, optimizer, accelerator, ema, data, step, cfg)
         seen += cfg.batch_size * world
-        record = {"step": step + 1, "loss": float(loss.detach()), "mse": stats["mse"], "lr": optimizer.param_groups[0]["lr"]}
+        record = {"step": step + 1, "loss": float(loss.detach()), "mse": stats["mse"],
+                  "lr": optimizer.param_groups[0]["lr"]}
         history.append(record)
-        now = time.perf_counter()
         if accelerator.is_main_process:
-            bar.set_postfix(loss=f"{record['loss']:.4f}", img_s=f"{seen / max(now - t_last, 1e-9):.1f}")
+            rate = seen / max(time.perf_counter() - t_last, 1e-9)
+            bar.set_postfix(loss=f"{record['loss']:.4f}", img_s=f"{rate:.1f}")
             with open(out / "log.jsonl", "a") as f:
                 f.write(json.dumps(record) + "\n")
-        done = step + 1
-        vae = accelerator.unwrap_model(module).vae
-        if accelerator.is_main_process and cfg.preview_every and (done % cfg.preview_every == 0 or done == cfg.steps):
-            value = _preview(vae, ema, preview_images, out / "previews" / f"step_{done:07d}.png")
-            log(f"step {done}: preview PSNR (EMA, 1-step) {value:.2f} dB")
-        if cfg.checkpoint_every and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
-            accelerator.wait_for_everyone()
-            if accelerator.is_main_process:
-                save_checkpoint(out / "checkpoints" / f"step_{done:07d}", vae, ema, optimizer.optimizer
-                                if hasattr(optimizer, "optimizer") else optimizer,
-                                {"step": done, "history": history, "config": asdict(cfg)})
+        _after_step(step + 1, cfg, accelerator, module, optimizer, ema, history, preview_images, out, log)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         with atomic_directory(out / "final", overwrite=True) as tmp:
