@@ -392,7 +392,7 @@ def cmd_eval(args) -> int:
     if args.json:
         if os.path.isdir(args.json):
             raise CLIError(f"{args.json}: is a folder; --json takes a file name")
-        check_output_not_input(args.json, [src])
+        check_output_not_input(args.json, [src], reread=False)  # a .json is never read back as an image
     tally = SkipTally(verb="evaluated") if src.is_dir() else None
     model = load_model(args.model, args.dtype)
     root = src if src.is_dir() else src.parent

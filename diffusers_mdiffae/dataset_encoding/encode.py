@@ -13,12 +13,11 @@ from typing import Dict, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-from ..argtypes import OneLineParser
 from ..atomic import atomic_file, remove_stale_temporaries, save_safetensors
 from ..imaging import pil_to_tensor
 from ..outputs import check_output_not_input
 from ..skipping import SkipTally, describe_error, reason_of, say
-from .options import EncodeConfig, add_arguments, config_from_args
+from .options import EncodeConfig, build_parser, config_from_args
 from .sources import ImageSource, open_source
 
 SHARD_DIR = "shards"
@@ -304,16 +303,17 @@ def run_from_args(a, log=say) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    p = OneLineParser(prog="mdiffae encode-dataset",
-                      description="Encode an image dataset to sharded mDiffAE latents (resumable).")
-    add_arguments(p)
-    a = p.parse_args(argv)
+    return main_with_args(build_parser().parse_args(argv))
+
+
+def main_with_args(a) -> int:
+    """Run parsed options; every failure is one ``error:`` line (MDIFFAE_TRACEBACK=1 shows the traceback)."""
     try:
         return run_from_args(a)
     except KeyboardInterrupt:
         say("error: interrupted")
         return 130
-    except Exception as e:  # one line, no traceback (MDIFFAE_TRACEBACK=1 shows it)
+    except Exception as e:
         if os.environ.get("MDIFFAE_TRACEBACK"):
             raise
         say(f"error: {describe_error(e)}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..argtypes import multiple_of_16, positive_int
+from ..argtypes import OneLineParser, multiple_of_16, positive_int
 
 DTYPE_NAMES = ("bfloat16", "float16", "float32")
 
@@ -63,3 +63,11 @@ def add_arguments(p) -> None:
 def config_from_args(a) -> EncodeConfig:
     return EncodeConfig(resolution=a.resolution, crop=not a.no_crop, flip=a.flip, dtype=a.dtype,
                         shard_size=a.shard_size, batch_size=a.batch_size, column=a.column)
+
+
+def build_parser() -> OneLineParser:
+    """The standalone parser (``python -m diffusers_mdiffae.dataset_encoding``), torch-free like the rest."""
+    p = OneLineParser(prog="mdiffae encode-dataset",
+                      description="Encode an image dataset to sharded mDiffAE latents (resumable).")
+    add_arguments(p)
+    return p
