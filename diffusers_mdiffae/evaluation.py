@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -44,24 +44,46 @@ def _lpips():
 
 @torch.no_grad()
 def evaluate_files(
-    model, paths: Sequence[Path], out_dir: Optional[Path] = None, decode_kwargs: Optional[dict] = None
-) -> Dict:
+    model,
+    paths: Sequence[Path],
+    out_dir: Optional[Path] = None,
+    decode_kwargs: Optional[dict] = None,
+    root: Optional[Path] = None,
+    on_skip: Optional[Callable[[str, str], None]] = None,
+) -> Optional[Dict]:
     """PSNR/SSIM (and LPIPS when installed) of ``model`` and of bicubic-from-1/4 and -1/8, per image and mean.
 
     With ``out_dir``, writes ``<name>_grid.png`` (original | reconstruction | error map) and
-    ``<name>_latent_pca.png`` for every image. Images are padded to multiples of 16 for the model
-    and cropped back; all metrics are on the original pixels.
+    ``<name>_latent_pca.png`` for every image, keeping each image's folder below ``root`` (so
+    ``a/x.png`` and ``b/x.png`` do not overwrite each other's pictures). Images are padded to
+    multiples of 16 for the model and cropped back; all metrics are on the original pixels.
+
+    A file that cannot be read or encoded is passed to ``on_skip(name, reason)`` and left out
+    (without ``on_skip`` the error propagates). Returns None when no image could be evaluated.
     """
+    from .outputs import check_planned_outputs
+    from .skipping import SKIPPABLE, reason_of
+
     decode_kwargs = {k: v for k, v in (decode_kwargs or {}).items() if v is not None}
+    rels = [Path(p).relative_to(root) if root is not None else Path(Path(p).name) for p in paths]
+    if out_dir is not None:
+        grids = [out_dir / r.parent / f"{r.stem}_grid.png" for r in rels]
+        check_planned_outputs(grids, [str(p) for p in paths], paths)
     lp = _lpips()
     rows: List[Dict] = []
-    for path in paths:
-        image, _ = load_rgb(path)
-        x = pil_to_tensor(image)
-        xp, (h, w) = pad_to_multiple(x, 16)
-        z = model.encode(xp.to(model.dtype)).latent
-        y = model.decode(z, **decode_kwargs).sample.float()[..., :h, :w]
-        row = {"image": Path(path).name, "size": f"{w}x{h}", "psnr": psnr(y, x), "ssim": ssim(y, x)}
+    for path, rel in zip(paths, rels):
+        try:
+            image, _ = load_rgb(path)
+            x = pil_to_tensor(image)
+            xp, (h, w) = pad_to_multiple(x, 16)
+            z = model.encode(xp.to(model.dtype)).latent
+            y = model.decode(z, **decode_kwargs).sample.float()[..., :h, :w]
+        except SKIPPABLE as e:
+            if on_skip is None:
+                raise
+            on_skip(str(path), reason_of(e, str(path)))
+            continue
+        row = {"image": rel.as_posix(), "size": f"{w}x{h}", "psnr": psnr(y, x), "ssim": ssim(y, x)}
         for f in BICUBIC_FACTORS:
             base = bicubic_baseline(x, f)
             row[f"psnr_bicubic{f}"], row[f"ssim_bicubic{f}"] = psnr(base, x), ssim(base, x)
@@ -69,18 +91,22 @@ def evaluate_files(
             row["lpips"] = float(lp(y, x).mean())
         rows.append(row)
         if out_dir is not None:
+            stem = out_dir / rel.parent / rel.stem
             grid = torch.cat([x, y.clamp(-1, 1), error_map(y, x)], dim=-1)
-            save_image_atomic(tensor_to_pil(grid), out_dir / f"{Path(path).stem}_grid.png")
+            save_image_atomic(tensor_to_pil(grid), f"{stem}_grid.png")
             pca = latent_pca_rgb(z)[..., : -(-h // 16), : -(-w // 16)]
             pca = F.interpolate(pca, scale_factor=16, mode="nearest")[..., :h, :w] * 2 - 1
-            save_image_atomic(tensor_to_pil(torch.cat([x, pca], dim=-1)), out_dir / f"{Path(path).stem}_latent_pca.png")
+            save_image_atomic(tensor_to_pil(torch.cat([x, pca], dim=-1)), f"{stem}_latent_pca.png")
+    if not rows:
+        return None
     keys = [k for k in rows[0] if k not in ("image", "size")]
     mean = {k: sum(r[k] for r in rows) / len(rows) for k in keys}
     return {"rows": rows, "mean": mean, "markdown": _markdown(rows, mean, lp is not None)}
 
 
 def _markdown(rows, mean, with_lpips: bool) -> str:
-    head = "| image | size | mDiffAE PSNR | bicubic 1/4 PSNR | bicubic 1/8 PSNR | mDiffAE SSIM | bicubic 1/4 SSIM | bicubic 1/8 SSIM |"
+    head = ("| image | size | mDiffAE PSNR | bicubic 1/4 PSNR | bicubic 1/8 PSNR "
+            "| mDiffAE SSIM | bicubic 1/4 SSIM | bicubic 1/8 SSIM |")
     sep = "|---|---|---:|---:|---:|---:|---:|---:|"
     if with_lpips:
         head, sep = head + " LPIPS |", sep + "---:|"

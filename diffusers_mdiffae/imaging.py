@@ -19,11 +19,17 @@ class ImageLoadError(ValueError):
 
 
 def list_images(folder: Union[str, os.PathLike]) -> List[Path]:
-    """Image files below ``folder`` (recursive), sorted, by suffix; hidden files skipped."""
+    """Image files below ``folder`` (recursive), sorted, by suffix; hidden files skipped.
+
+    Entries with an image suffix that are not folders are listed even when they cannot be opened
+    (a broken symlink, a symlink loop), so the caller reports them as skipped instead of silently
+    missing them. Symlinked folders are not descended into, so a loop cannot recurse forever.
+    """
     root = Path(folder)
     return sorted(
         p for p in root.rglob("*")
-        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not any(part.startswith(".") for part in p.relative_to(root).parts)
+        if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir()
+        and not any(part.startswith(".") for part in p.relative_to(root).parts)
     )
 
 
@@ -31,18 +37,31 @@ def load_rgb(path: Union[str, os.PathLike]) -> Tuple["PIL.Image.Image", List[str
     """Open an image file as 8-bit RGB and say what was converted on the way.
 
     Grayscale becomes RGB, alpha is composited onto white, 16/32-bit integer images are rescaled
-    to 8 bits, palettes are expanded. A file Pillow cannot decode raises :class:`ImageLoadError`.
+    to 8 bits, palettes are expanded. A file that cannot be used for any reason -- unreadable,
+    corrupt, truncated, empty, over Pillow's decompression-bomb limit, too large for memory --
+    raises :class:`ImageLoadError` naming the file and the reason, so one bad file in a folder is
+    one skipped file, never a crashed run.
 
     Returns:
         ``(image, notes)``: the RGB image and a list of human-readable conversion notes.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     try:
         with Image.open(path) as im:
             im.load()
             return load_rgb_image(im)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except ImageLoadError as e:
+        raise ImageLoadError(f"{path}: {e}") from None
+    except Image.DecompressionBombError as e:
+        raise ImageLoadError(f"{path}: image too large ({e})") from None
+    except MemoryError:
+        raise ImageLoadError(f"{path}: image too large to decode in memory") from None
+    except OSError as e:
+        if e.strerror:  # a system error (no such file, permission, loop), not a decoding one
+            raise ImageLoadError(f"{path}: cannot read image ({e.strerror})") from None
+        raise ImageLoadError(f"{path}: cannot read image ({type(e).__name__}: {e})") from None
+    except Exception as e:  # Pillow's decoders raise many types on malformed data
         raise ImageLoadError(f"{path}: cannot read image ({type(e).__name__}: {e})") from None
 
 
@@ -116,11 +135,11 @@ def pad_to_multiple(x: torch.Tensor, multiple: int = 16) -> Tuple[torch.Tensor, 
 
 
 def save_image_atomic(image, path: Union[str, os.PathLike]) -> Path:
-    """Write a PIL image via a temporary file in the same folder and an atomic rename."""
+    """Write a PIL image in the format its extension names (refusing others), atomically and durably."""
+    from .outputs import image_format
+
     path = Path(path)
-    fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}.get(
-        path.suffix.lower(), "PNG"
-    )
+    fmt = image_format(path)
     with atomic_file(path) as tmp:
         image.save(tmp, format=fmt)
     return path

@@ -4,10 +4,9 @@ import json
 
 import numpy as np
 import pytest
-import torch
+from fixtures.models import make_tiny
 from PIL import Image
 
-from fixtures.models import make_tiny
 from diffusers_mdiffae.cli import main
 
 
@@ -47,7 +46,11 @@ def test_reconstruct_a_folder_mirrors_it(tmp_path, model_dir):
     photo(src / "a.png")
     photo(src / "sub" / "b.jpg", mode="L")
     assert main(["reconstruct", str(src), str(tmp_path / "dst"), "--model", model_dir]) == 0
-    assert (tmp_path / "dst" / "a.png").is_file() and (tmp_path / "dst" / "sub" / "b.jpg").is_file()
+    # folder outputs are PNG unless asked: a JPEG input must not come back as lossy JPEG
+    assert (tmp_path / "dst" / "a.png").is_file() and (tmp_path / "dst" / "sub" / "b.png").is_file()
+    assert Image.open(tmp_path / "dst" / "sub" / "b.png").format == "PNG"
+    assert main(["reconstruct", str(src), str(tmp_path / "jpg"), "--model", model_dir, "--ext", "jpg"]) == 0
+    assert Image.open(tmp_path / "jpg" / "a.jpg").format == "JPEG"
 
 
 def test_encode_then_decode_round_trip(tmp_path, model_dir):
@@ -91,7 +94,8 @@ def test_eval_reports_baselines_and_writes_pictures(tmp_path, model_dir, capsys)
     assert main(["eval", str(src), "--out", str(out), "--json", str(js), "--model", model_dir]) == 0
     text = capsys.readouterr().out
     assert "bicubic 1/4 PSNR" in text and "**mean**" in text and "vs bicubic 1/8" in text
-    assert sorted(p.name for p in out.iterdir()) == ["a_grid.png", "a_latent_pca.png", "b_grid.png", "b_latent_pca.png"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "a_grid.png", "a_latent_pca.png", "b_grid.png", "b_latent_pca.png"]
     assert Image.open(out / "a_grid.png").size == (3 * 64, 48)
     report = json.loads(js.read_text())
     assert len(report["rows"]) == 2 and "psnr_bicubic8" in report["mean"]

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from fixtures.models import make_tiny, write_odd_images
 from PIL import Image
 from safetensors import safe_open
 
-from fixtures.models import make_tiny, write_odd_images
 from diffusers_mdiffae.dataset_encoding import EncodeConfig, LatentShardDataset, encode_dataset, load_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -126,7 +126,7 @@ def test_sigkill_part_way_then_restart_encodes_every_image_exactly_once(tmp_path
     done_before = len(list((out / "shards").glob("shard-*.safetensors")))
     assert 2 <= done_before < 6 and not (out / "manifest.json").exists()
     # plant the leftovers a kill can leave: a half-written temporary shard
-    (out / "shards" / f".shard-000005.safetensors.tmp-99999").write_bytes(b"partial")
+    (out / "shards" / ".shard-000005.safetensors.tmp-99999").write_bytes(b"partial")
     res = subprocess.run(_cli(src, out, model_dir), env=dict(env, MDIFFAE_ENCODE_PAUSE_AFTER_SHARD="0"),
                          capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-2000:]

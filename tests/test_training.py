@@ -1,15 +1,21 @@
 """Training: the published objective's pieces, exact resume, and robust image folders."""
 
-import json
 
 import numpy as np
 import pytest
 import torch
+from fixtures.models import TINY, make_tiny, write_odd_images
 from PIL import Image
 
-from fixtures.models import TINY, make_tiny, write_odd_images
 from diffusers_mdiffae.training import (
-    EMA, ImageFolderCrops, ObjectiveConfig, TrainConfig, diffusion_loss, latest_checkpoint, step_generator, train,
+    EMA,
+    ImageFolderCrops,
+    ObjectiveConfig,
+    TrainConfig,
+    diffusion_loss,
+    latest_checkpoint,
+    step_generator,
+    train,
 )
 from diffusers_mdiffae.training.objective import beta22
 
@@ -24,8 +30,8 @@ def write_photos(folder, n=3, size=48):
 
 def tiny_config(tmp_path, **kw):
     data = write_photos(tmp_path / "data")
-    base = dict(data=str(data), output_dir=str(tmp_path / "run"), model_config=dict(TINY), steps=6, batch_size=2,
-                crop=32, warmup_steps=2, checkpoint_every=3, preview_every=0)
+    base = {"data": str(data), "output_dir": str(tmp_path / "run"), "model_config": dict(TINY), "steps": 6,
+            "batch_size": 2, "crop": 32, "warmup_steps": 2, "checkpoint_every": 3, "preview_every": 0}
     base.update(kw)
     return TrainConfig(**base)
 

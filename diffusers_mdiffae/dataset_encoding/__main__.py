@@ -1,7 +1,14 @@
-"""``python -m diffusers_mdiffae.dataset_encoding`` (and ``accelerate launch -m ...``)."""
+"""``python -m diffusers_mdiffae.dataset_encoding`` (and ``accelerate launch -m ...``).
+
+Options are parsed before the encoder (and torch) is imported, so ``-h`` and argument errors are instant.
+"""
 
 import sys
 
-from .encode import main
+from .options import build_parser
 
-sys.exit(main())
+args = build_parser().parse_args()
+
+from .encode import main_with_args  # noqa: E402  (after parsing, on purpose)
+
+sys.exit(main_with_args(args))

@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
-import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 
-from ..atomic import atomic_file
-from ..imaging import ImageLoadError, pil_to_tensor
+from ..atomic import atomic_file, remove_stale_temporaries, save_safetensors
+from ..imaging import pil_to_tensor
+from ..outputs import check_output_not_input
+from ..skipping import SkipTally, describe_error, reason_of, say
+from .options import EncodeConfig, build_parser, config_from_args
 from .sources import ImageSource, open_source
 
 SHARD_DIR = "shards"
@@ -25,38 +26,6 @@ RUN_FILE = "run.json"
 _DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 # Test hook: seconds to sleep after each shard is written, so a test can SIGKILL the job mid-run.
 _PAUSE_ENV = "MDIFFAE_ENCODE_PAUSE_AFTER_SHARD"
-
-
-@dataclass
-class EncodeConfig:
-    """Settings that determine the output; a restart must use the same ones.
-
-    Args:
-        resolution: images are resized so the shorter side is ``resolution`` (antialiased bicubic)
-            and centre-cropped to ``resolution x resolution`` (the ADM/DiT/SiT recipe); a multiple
-            of 16. ``crop=False`` keeps the aspect ratio and crops each side down to a multiple of 16.
-        flip: also encode the horizontal mirror of every image (a second sample per image).
-        dtype: storage dtype of the latents.
-        shard_size: images per shard (flip copies stay in their image's shard).
-        batch_size: images per encoder call; batches never cross shards, so the result does not
-            depend on how many processes share the work.
-    """
-
-    resolution: int = 256
-    crop: bool = True
-    flip: bool = False
-    dtype: str = "float16"
-    shard_size: int = 256
-    batch_size: int = 16
-    column: str = "image"
-
-    def validate(self) -> None:
-        if self.resolution % 16 or self.resolution < 16:
-            raise ValueError(f"resolution must be a positive multiple of 16, got {self.resolution}")
-        if self.dtype not in _DTYPES:
-            raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {self.dtype!r}")
-        if self.shard_size < 1 or self.batch_size < 1:
-            raise ValueError("shard_size and batch_size must be positive")
 
 
 def preprocess(image, cfg: EncodeConfig) -> Tuple[torch.Tensor, Dict]:
@@ -80,9 +49,52 @@ def shard_path(out: Path, k: int) -> Path:
     return out / SHARD_DIR / f"shard-{k:06d}.safetensors"
 
 
-def _fingerprint(source: ImageSource, cfg: EncodeConfig, model_id: str) -> Dict:
+def _sha256_files(paths: Sequence[Path]) -> str:
+    h = hashlib.sha256()
+    for path in paths:
+        h.update(path.name.encode() + b"\0")
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def _sha256_model(model) -> str:
+    """Hash of a loaded model's config and weights (what it computes, wherever it came from)."""
+    h = hashlib.sha256(json.dumps({k: v for k, v in dict(model.config).items() if not k.startswith("_")},
+                                  sort_keys=True, default=str).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode() + b"\0" + str(tensor.dtype).encode())
+        h.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def model_fingerprint(model, spec=None) -> Dict[str, str]:
+    """What identifies a model for a restart: a hash of its weights and config, not a path string.
+
+    A local folder is hashed from its files (``config.json`` and every ``*.safetensors`` in it,
+    so the same folder reached through another path or a symlink is the same model, and a folder
+    whose weights changed is not); anything else (a Hub id, an in-memory model) from the loaded
+    weights. ``model_path`` records the resolved folder for people; it is not compared.
+    """
+    folder = Path(spec) if spec is not None and Path(spec).is_dir() else None
+    if folder is not None:
+        files = sorted(p for p in folder.iterdir()
+                       if p.is_file() and (p.suffix == ".safetensors" or p.name == "config.json"))
+        if files:
+            return {"model_sha256": _sha256_files(files), "model_path": os.path.realpath(folder)}
+    return {"model_sha256": _sha256_model(model), "model_path": str(spec or "in-memory model")}
+
+
+def _fingerprint(source: ImageSource, cfg: EncodeConfig, model_fp: Dict[str, str]) -> Dict:
     names = hashlib.sha256("\n".join(source.name(i) for i in range(len(source))).encode()).hexdigest()
-    return {"config": asdict(cfg), "model": model_id, "num_images": len(source), "names_sha256": names}
+    return {"config": asdict(cfg), **model_fp, "num_images": len(source), "names_sha256": names}
+
+
+def _same_run(previous: Dict, current: Dict) -> bool:
+    informative = ("model_path",)
+    return {k: v for k, v in previous.items() if k not in informative} == {
+        k: v for k, v in current.items() if k not in informative}
 
 
 def _write_atomic_json(path: Path, data) -> None:
@@ -91,18 +103,18 @@ def _write_atomic_json(path: Path, data) -> None:
 
 
 def _encode_shard(model, source: ImageSource, k: int, cfg: EncodeConfig, out: Path, log) -> int:
-    from safetensors.torch import save_file
-
     start, stop = k * cfg.shard_size, min((k + 1) * cfg.shard_size, len(source))
     samples, pixels, skipped = [], [], []
+    tally = SkipTally(log=log)
     for i in range(start, stop):
         name = source.name(i)
         try:
             image, notes = source.load(i)
             x, geom = preprocess(image, cfg)
-        except (ImageLoadError, OSError, ValueError) as e:
-            skipped.append({"source": name, "reason": str(e)})
-            log(f"skipped {name}: {e}")
+        except Exception as e:  # any failure of one image is that image's, never the run's (nor every restart's)
+            reason = reason_of(e, name)
+            skipped.append({"source": name, "reason": reason})
+            tally.skip(name, reason)
             continue
         for flip in ([False, True] if cfg.flip else [False]):
             pixels.append(x.flip(-1) if flip else x)
@@ -128,9 +140,9 @@ def _encode_shard(model, source: ImageSource, k: int, cfg: EncodeConfig, out: Pa
     tensors["stats.sum"], tensors["stats.sumsq"] = total, total_sq
     tensors["stats.count"] = torch.tensor([count], dtype=torch.float64)
     # A shard exists under its final name only when complete.
-    with atomic_file(shard_path(out, k)) as tmp:
-        save_file(tensors, str(tmp), metadata={"samples": json.dumps(samples), "skipped": json.dumps(skipped),
-                                               "shard": str(k), "format": "mdiffae-latent-shard-v1"})
+    save_safetensors(tensors, shard_path(out, k), metadata={
+        "samples": json.dumps(samples), "skipped": json.dumps(skipped), "shard": str(k),
+        "format": "mdiffae-latent-shard-v1"})
     return len(latents)
 
 
@@ -146,7 +158,8 @@ def _shard_done(path: Path) -> bool:
         return False
 
 
-def _write_manifest(out: Path, n_shards: int, fingerprint: Dict, latent_channels: int) -> Dict:
+def _collect_manifest(out: Path, n_shards: int, fingerprint: Dict, latent_channels: int) -> Dict:
+    """The manifest of finished shards (not yet written: the caller writes it last, atomically)."""
     from safetensors import safe_open
 
     total = torch.zeros(latent_channels, dtype=torch.float64)
@@ -172,8 +185,49 @@ def _write_manifest(out: Path, n_shards: int, fingerprint: Dict, latent_channels
         "hint": "normalise with (z - latents_mean) / latents_std per channel; "
                 "a single scalar scale is 1 / mean(latents_std)",
     }
-    _write_atomic_json(out / MANIFEST, manifest)
     return manifest
+
+
+def _claim_run(out: Path, fingerprint: Dict) -> None:
+    """Main process: start ``out`` for this run, or check that it holds the same run (to resume it)."""
+    (out / SHARD_DIR).mkdir(parents=True, exist_ok=True)
+    for name in (RUN_FILE, MANIFEST):
+        remove_stale_temporaries(out, name)
+    run_file = out / RUN_FILE
+    if not run_file.is_file():
+        _write_atomic_json(run_file, fingerprint)
+        return
+    try:
+        previous = json.loads(run_file.read_text())
+    except ValueError:
+        raise ValueError(f"{run_file}: unreadable (not JSON); use a new output folder") from None
+    if not isinstance(previous, dict) or not _same_run(previous, fingerprint):
+        raise ValueError(f"{out}: holds a run with other settings, inputs or model weights ({RUN_FILE} differs); "
+                         "use a new output folder")
+
+
+def _remove_my_stale_shards(out: Path, mine: Sequence[int]) -> None:
+    for stale in (out / SHARD_DIR).glob(".shard-*.tmp-*"):
+        k = int(stale.name.split("-")[1].split(".")[0])
+        if k in mine:
+            stale.unlink(missing_ok=True)
+
+
+def _encode_shards(model, src: ImageSource, todo: Sequence[int], cfg: EncodeConfig, out: Path, log, accelerator):
+    from tqdm.auto import tqdm
+
+    pause = float(os.environ.get(_PAUSE_ENV, "0") or 0)
+    sizes = {k: min((k + 1) * cfg.shard_size, len(src)) - k * cfg.shard_size for k in todo}
+    bar = tqdm(total=sum(sizes.values()), disable=not accelerator.is_main_process, desc="encode",
+               unit="img", dynamic_ncols=True)
+    t0, done = time.perf_counter(), 0
+    for k in todo:
+        done += _encode_shard(model, src, k, cfg, out, log)
+        bar.update(sizes[k])
+        bar.set_postfix(img_s=f"{done * accelerator.num_processes / max(time.perf_counter() - t0, 1e-9):.1f}")
+        if pause:
+            time.sleep(pause)
+    bar.close()
 
 
 def encode_dataset(
@@ -182,13 +236,14 @@ def encode_dataset(
     model=None,
     config: Optional[EncodeConfig] = None,
     num_threads: Optional[int] = None,
-    log=print,
+    log=say,
 ) -> Optional[Dict]:
     """Encode every image of ``source`` into shards under ``output_dir``; returns the manifest (main process).
 
     Run it once per process (``accelerate launch``): process ``p`` of ``n`` encodes the shards
     ``k`` with ``k % n == p``. Finished shards are skipped, so a restarted run only does what is
-    missing; temporary files of a killed run are removed.
+    missing; temporary files of a killed run are removed. An image that cannot be used is skipped
+    (recorded in its shard and the manifest); the run fails only when no image could be encoded.
 
     Args:
         source: image folder, saved ``datasets`` folder, or ``datasets.Dataset``.
@@ -196,94 +251,70 @@ def encode_dataset(
         num_threads: torch CPU threads (fix it to compare runs bitwise across process counts).
     """
     from accelerate import Accelerator
-    from tqdm.auto import tqdm
 
-    from .. import DEMO_MODEL_DIR
-    from .. import AutoencoderMDiffAE
+    from .. import DEMO_MODEL_DIR, AutoencoderMDiffAE  # the package top level, wherever the class lives
 
     cfg = config or EncodeConfig()
     cfg.validate()
+    out = Path(output_dir)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out}: is a file; the output must be a folder")
+    if isinstance(source, (str, os.PathLike)):
+        check_output_not_input(out, [source], reread=False)
     if num_threads:
         torch.set_num_threads(num_threads)
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
-    out = Path(output_dir)
+    main_log = log if accelerator.is_main_process else (lambda _: None)
     src = open_source(source, cfg.column)
-    if model is None or isinstance(model, (str, os.PathLike)):
-        model_id = str(model or DEMO_MODEL_DIR)
-        model = AutoencoderMDiffAE.from_pretrained(model_id)
-    else:
-        model_id = str(model.config.get("_name_or_path", "in-memory model"))
+    spec = str(model or DEMO_MODEL_DIR) if model is None or isinstance(model, (str, os.PathLike)) else None
+    if spec is not None:
+        model = AutoencoderMDiffAE.from_pretrained(spec)
     model = model.eval().to(accelerator.device)
-    fingerprint = _fingerprint(src, cfg, model_id)
+    fingerprint = _fingerprint(src, cfg, model_fingerprint(model, spec))
     n_shards = -(-len(src) // cfg.shard_size)
-
     if accelerator.is_main_process:
-        (out / SHARD_DIR).mkdir(parents=True, exist_ok=True)
-        run_file = out / RUN_FILE
-        if run_file.is_file():
-            previous = json.loads(run_file.read_text())
-            if previous != fingerprint:
-                raise ValueError(
-                    f"{out} holds a run with other settings or inputs ({RUN_FILE} differs); "
-                    "use a new output folder"
-                )
-        else:
-            _write_atomic_json(run_file, fingerprint)
+        _claim_run(out, fingerprint)
     accelerator.wait_for_everyone()
 
     mine = [k for k in range(n_shards) if k % accelerator.num_processes == accelerator.process_index]
-    for stale in (out / SHARD_DIR).glob(".shard-*.tmp-*"):
-        k = int(stale.name.split("-")[1].split(".")[0])
-        if k in mine:
-            stale.unlink(missing_ok=True)
+    _remove_my_stale_shards(out, mine)
     todo = [k for k in mine if not _shard_done(shard_path(out, k))]
-    if accelerator.is_main_process:
-        log(f"{len(src)} images in {n_shards} shards; {accelerator.num_processes} process(es); "
-            f"main process: {len(mine) - len(todo)} of its {len(mine)} shards already done")
-    pause = float(os.environ.get(_PAUSE_ENV, "0") or 0)
-    sizes = {k: min((k + 1) * cfg.shard_size, len(src)) - k * cfg.shard_size for k in todo}
-    bar = tqdm(total=sum(sizes.values()), disable=not accelerator.is_main_process, desc="encode",
-               unit="img", dynamic_ncols=True)
-    t0, done = time.perf_counter(), 0
-    for k in todo:
-        n = _encode_shard(model, src, k, cfg, out, log if accelerator.is_main_process else (lambda _: None))
-        done += n
-        bar.update(sizes[k])
-        bar.set_postfix(img_s=f"{done * accelerator.num_processes / max(time.perf_counter() - t0, 1e-9):.1f}")
-        if pause:
-            time.sleep(pause)
-    bar.close()
+    main_log(f"{len(src)} images in {n_shards} shards; {accelerator.num_processes} process(es); "
+             f"main process: {len(mine) - len(todo)} of its {len(mine)} shards already done")
+    _encode_shards(model, src, todo, cfg, out, main_log, accelerator)
     accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        missing = [k for k in range(n_shards) if not _shard_done(shard_path(out, k))]
-        if missing:
-            raise RuntimeError(f"shards {missing[:10]} are missing after the run; run the same command again")
-        manifest = _write_manifest(out, n_shards, fingerprint, model.config.latent_channels)
-        log(f"wrote {out / MANIFEST}: {manifest['num_samples']} samples, {len(manifest['skipped'])} skipped")
-        return manifest
-    return None
+    if not accelerator.is_main_process:
+        return None
+    missing = [k for k in range(n_shards) if not _shard_done(shard_path(out, k))]
+    if missing:
+        raise RuntimeError(f"shards {missing[:10]} are missing after the run; run the same command again")
+    manifest = _collect_manifest(out, n_shards, fingerprint, model.config.latent_channels)
+    if manifest["num_samples"] == 0 and manifest["skipped"]:
+        raise ValueError(f"{source}: nothing encoded, all {len(manifest['skipped'])} image(s) skipped")
+    _write_atomic_json(out / MANIFEST, manifest)
+    log(f"wrote {manifest['num_samples']} sample(s), skipped {len(manifest['skipped'])} image(s) ({out / MANIFEST})")
+    return manifest
+
+
+def run_from_args(a, log=say) -> int:
+    """Run from parsed options (``mdiffae encode-dataset`` and ``python -m ...`` share the parser)."""
+    encode_dataset(a.input, a.output, model=a.model, config=config_from_args(a), num_threads=a.threads, log=log)
+    return 0
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog="mdiffae encode-dataset",
-                                description="Encode an image dataset to sharded mDiffAE latents (resumable).")
-    p.add_argument("input", help="image folder (recursive) or a datasets folder saved with save_to_disk")
-    p.add_argument("output")
-    p.add_argument("--model", help="diffusers folder, published snapshot or Hub id (default: bundled demo)")
-    p.add_argument("--resolution", type=int, default=256)
-    p.add_argument("--no-crop", action="store_true", help="keep the aspect ratio (sides cropped to multiples of 16)")
-    p.add_argument("--flip", action="store_true", help="also encode horizontal flips")
-    p.add_argument("--dtype", choices=sorted(_DTYPES), default="float16")
-    p.add_argument("--shard-size", type=int, default=256)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--column", default="image", help="image column of a datasets dataset")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
-    a = p.parse_args(argv)
-    cfg = EncodeConfig(resolution=a.resolution, crop=not a.no_crop, flip=a.flip, dtype=a.dtype,
-                       shard_size=a.shard_size, batch_size=a.batch_size, column=a.column)
+    return main_with_args(build_parser().parse_args(argv))
+
+
+def main_with_args(a) -> int:
+    """Run parsed options; every failure is one ``error:`` line (MDIFFAE_TRACEBACK=1 shows the traceback)."""
     try:
-        encode_dataset(a.input, a.output, model=a.model, config=cfg, num_threads=a.threads)
-    except (ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        return run_from_args(a)
+    except KeyboardInterrupt:
+        say("error: interrupted")
+        return 130
+    except Exception as e:
+        if os.environ.get("MDIFFAE_TRACEBACK"):
+            raise
+        say(f"error: {describe_error(e)}")
         return 1
-    return 0

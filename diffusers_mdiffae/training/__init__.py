@@ -7,10 +7,10 @@
 from .data import SKIMAGE_HELDOUT, SKIMAGE_TRAIN, ImageFolderCrops, export_skimage_photos, step_generator
 from .loop import TrainConfig, train
 from .objective import ObjectiveConfig, diffusion_loss
-from .state import EMA, latest_checkpoint, load_checkpoint, save_checkpoint
+from .state import EMA, CheckpointError, complete_checkpoints, latest_checkpoint, load_checkpoint, save_checkpoint
 
 __all__ = [
-    "EMA", "ImageFolderCrops", "ObjectiveConfig", "SKIMAGE_HELDOUT", "SKIMAGE_TRAIN", "TrainConfig",
-    "diffusion_loss", "export_skimage_photos", "latest_checkpoint", "load_checkpoint", "save_checkpoint",
-    "step_generator", "train",
+    "CheckpointError", "EMA", "ImageFolderCrops", "ObjectiveConfig", "SKIMAGE_HELDOUT", "SKIMAGE_TRAIN",
+    "TrainConfig", "complete_checkpoints", "diffusion_loss", "export_skimage_photos", "latest_checkpoint",
+    "load_checkpoint", "save_checkpoint", "step_generator", "train",
 ]

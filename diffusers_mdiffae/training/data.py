@@ -9,13 +9,14 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Union
+from typing import Callable, Dict, List, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..imaging import ImageLoadError, list_images, load_rgb
+from ..imaging import list_images, load_rgb
+from ..skipping import SkipTally, say
 
 
 class ImageFolderCrops:
@@ -42,7 +43,7 @@ class ImageFolderCrops:
         crop: int = 128,
         scale_range=(0.5, 1.0),
         exclude=(),
-        log: Callable[[str], None] = print,
+        log: Callable[[str], None] = say,
         cache: bool = True,
         permute_channels: bool = False,
     ):
@@ -55,22 +56,25 @@ class ImageFolderCrops:
         self._images: Dict[int, torch.Tensor] = {}
         self.paths: List[Path] = []
         self.skipped: List[str] = []
+        tally = SkipTally(log=log, verb="training on")
         for path in list_images(folder):
             if path.name in set(exclude):
                 continue
-            try:
-                image, notes = load_rgb(path)
-            except ImageLoadError as e:
-                self.skipped.append(str(e))
-                log(f"skipping {e}")
+            ok, loaded = tally.attempt(str(path), load_rgb, path)
+            if not ok:
+                self.skipped.append(f"{path}: {tally.skipped[-1][1]}")
                 continue
+            image, notes = loaded
             for note in notes:
                 log(f"{path}: {note}")
             if cache:
                 self._images[len(self.paths)] = torch.from_numpy(np.array(image)).permute(2, 0, 1).contiguous()
             self.paths.append(path)
+            tally.done()
         if not self.paths:
-            raise ValueError(f"no usable images in {folder}" + (f" ({len(self.skipped)} skipped)" if self.skipped else ""))
+            raise ValueError(f"{folder}: no usable images"
+                             + (f" ({len(self.skipped)} skipped)" if self.skipped else ""))
+        log(f"{tally.summary()} ({folder})")
 
     def __len__(self) -> int:
         return len(self.paths)
