@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Optional, Sequence
 
 DTYPES = ("float32", "bfloat16", "float16")
 
@@ -30,14 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
-def _overlaps(out: Path, inputs: List[Path]) -> Optional[Path]:
-    """The input that ``out`` would overwrite or sit inside (or that sits inside ``out``)."""
-    o = out.resolve()
-    for path in inputs:
-        p = path.resolve()
-        if o == p or p in o.parents or o in p.parents:
-            return path
-    return None
+def _error(message) -> None:
+    print("error: " + "; ".join(line.strip() for line in str(message).splitlines() if line.strip()), file=sys.stderr)
 
 
 def run(args) -> int:
@@ -45,17 +39,18 @@ def run(args) -> int:
 
     from ..atomic import atomic_directory
     from ..models.hub import convert_original_snapshot
+    from ..outputs import OutputError, check_output_not_input
     from ..verify import PLAUSIBLE_PSNR_DB, VERIFY_TOLERANCE, sample_psnr, verify_against_original
     from .layouts import CheckpointError
 
     out, snapshot = Path(args.out), Path(args.snapshot)
-    clash = _overlaps(out, [snapshot])
-    if clash is not None:
-        print(f"error: {out}: the output would overwrite or nest with the snapshot {clash}; choose another folder",
-              file=sys.stderr)
+    try:
+        check_output_not_input(out, [snapshot], replaces_folder=True)
+    except OutputError as e:
+        _error(e)
         return 2
     if out.exists() and not args.overwrite:
-        print(f"error: {out} exists; pass --overwrite to replace it", file=sys.stderr)
+        _error(f"{out}: exists; pass --overwrite to replace it")
         return 2
     min_psnr = PLAUSIBLE_PSNR_DB if args.min_psnr is None else args.min_psnr
     try:
@@ -68,8 +63,8 @@ def run(args) -> int:
             for note in result.notes:
                 print(f"verify note: {note}")
             if not result.passed():
-                print(f"error: verification against {result.package} failed (largest difference "
-                      f"{result.max_diff:.3e}, tolerance {VERIFY_TOLERANCE:.0e}); nothing written", file=sys.stderr)
+                _error(f"{snapshot}: verification against {result.package} failed (largest difference "
+                       f"{result.max_diff:.3e}, tolerance {VERIFY_TOLERANCE:.0e}); nothing written")
                 return 1
             print(f"verify: passed (largest difference {result.max_diff:.3e} < {VERIFY_TOLERANCE:.0e})")
         value = sample_psnr(model)
@@ -82,7 +77,7 @@ def run(args) -> int:
         with atomic_directory(out, overwrite=args.overwrite) as tmp:
             model.to(getattr(torch, args.dtype)).save_pretrained(tmp)
     except (CheckpointError, OSError) as e:
-        print(f"error: {e}\nnothing written", file=sys.stderr)
+        _error(f"{e}; nothing written")
         return 1
     print(f"wrote {out}")
     return 0
