@@ -34,9 +34,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 KL_CONFIGS = {
     # Published VAE configurations (random weights): SD 1.5 and FLUX.1 share the trunk.
-    "sd15": dict(latent_channels=4, sample_size=512, scaling_factor=0.18215),
-    "flux1": dict(latent_channels=16, sample_size=1024, scaling_factor=0.3611, shift_factor=0.1159,
-                  use_quant_conv=False, use_post_quant_conv=False),
+    "sd15": {"latent_channels": 4, "sample_size": 512, "scaling_factor": 0.18215},
+    "flux1": {"latent_channels": 16, "sample_size": 1024, "scaling_factor": 0.3611, "shift_factor": 0.1159,
+                  "use_quant_conv": False, "use_post_quant_conv": False},
 }
 LABELS = {"mdiffae": "AutoencoderMDiffAE (mdiffae_v1)", "sd15": "AutoencoderKL SD-1.5", "flux1": "AutoencoderKL FLUX.1",
           "semdis": "AutoencoderSemDisDiffAE (published config)", "flux2": "AutoencoderKLFlux2 (FLUX.2, default config)"}

@@ -87,7 +87,7 @@ def test_path_drop_guidance_needs_a_skip_decoder():
 
 
 def test_gradient_checkpointing_toggles_and_gives_same_gradients():
-    from fixtures.models import make_tiny, images
+    from fixtures.models import images, make_tiny
 
     x = images(1, 32, 32)
 

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from fixtures import fake_original
+from fixtures.models import make_tiny
 from safetensors.torch import save_file
 
 from diffusers_mdiffae import AutoencoderMDiffAE, AutoencoderSemDisDiffAE
@@ -15,8 +17,6 @@ from diffusers_mdiffae.conversion.cli import main
 from diffusers_mdiffae.conversion.convert import is_original_snapshot, map_key, match_state_dict
 from diffusers_mdiffae.conversion.layouts import CheckpointError, detect_layout, layout_named
 from diffusers_mdiffae.models.hub import convert_original_snapshot
-from fixtures import fake_original
-from fixtures.models import make_tiny
 
 FAKE_PACKAGE = Path(__file__).parent / "fixtures" / "fake_original.py"
 COMMON = {

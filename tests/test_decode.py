@@ -2,8 +2,8 @@
 
 import pytest
 import torch
-
 from fixtures.models import images, make_tiny
+
 from diffusers_mdiffae import MDiffAEInferenceConfig
 
 

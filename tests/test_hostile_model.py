@@ -5,17 +5,17 @@ import threading
 
 import pytest
 import torch
+from fixtures.models import make_tiny
 from safetensors.torch import load_file, save_file
 
 from diffusers_mdiffae import AutoencoderMDiffAE, AutoencoderSemDisDiffAE, MDiffAEInferenceConfig
-from fixtures.models import make_tiny
 
 
 @pytest.mark.parametrize("family", ["mdiffae_v1", "semdisdiffae"])
 def test_concurrent_multi_step_decodes_on_one_model_equal_sequential_ones(family):
     model = make_tiny(family=family)
     z = torch.randn(2, model.config.latent_channels, 2, 3)
-    settings = [dict(num_inference_steps=n, pdg_strength=w, seed=s, sampler=smp)
+    settings = [{"num_inference_steps": n, "pdg_strength": w, "seed": s, "sampler": smp}
                 for n, w, s, smp in ((4, 1.2, 0, "ddim"), (3, 1.0, 1, "dpmpp_2m"), (5, 2.0, 2, "ddim"), (2, 1.5, 3, "dpmpp_2m"))]
     with torch.no_grad():
         expected = [model.decode(z, **kw).sample for kw in settings]
@@ -49,10 +49,10 @@ def test_a_seed_that_is_not_a_valid_int_is_refused(tiny, seed):
 
 
 @pytest.mark.parametrize("kw, match", [
-    (dict(num_inference_steps=0), "positive int"), (dict(num_inference_steps=2.5), "positive int"),
-    (dict(num_inference_steps=True), "positive int"), (dict(pdg_strength=float("nan")), "finite"),
-    (dict(pdg_strength="2"), "must be a number"), (dict(sampler="euler"), "sampler must be one of"),
-    (dict(strength=0), r"strength must be a number in \(0, 1\]"), (dict(schedule=None, sampler=None), None),
+    ({"num_inference_steps": 0}, "positive int"), ({"num_inference_steps": 2.5}, "positive int"),
+    ({"num_inference_steps": True}, "positive int"), ({"pdg_strength": float("nan")}, "finite"),
+    ({"pdg_strength": "2"}, "must be a number"), ({"sampler": "euler"}, "sampler must be one of"),
+    ({"strength": 0}, r"strength must be a number in \(0, 1\]"), ({"schedule": None, "sampler": None}, None),
 ])
 def test_bad_decode_settings_get_a_sentence(tiny, kw, match):
     z = torch.randn(1, 64, 2, 2)

@@ -3,11 +3,11 @@ implementation of the same architecture reading within float tolerance."""
 
 import pytest
 import torch
-
-from fixtures.models import images, make_tiny
-from diffusers_mdiffae.models.sampling import draw_noise, keep_mask
 from fixtures.fake_original import MDiffAE as FunctionalReference
 from fixtures.fake_original import to_original_layout
+from fixtures.models import images, make_tiny
+
+from diffusers_mdiffae.models.sampling import draw_noise, keep_mask
 
 CONFIG = {"patch_size": 16, "encoder_depth": 1, "decoder_depth": 2, "depthwise_kernel_size": 7,
           "logsnr_min": -10.0, "logsnr_max": 10.0, "pixel_noise_std": 0.558}

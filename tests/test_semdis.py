@@ -5,10 +5,10 @@ import json
 import pytest
 import torch
 from diffusers import DDIMScheduler, DiffusionPipeline, DiTPipeline
+from fixtures.models import images, make_tiny
 
 import diffusers_mdiffae  # noqa: F401  (diffusers resolves the saved class name from sys.modules)
 from diffusers_mdiffae import AutoencoderSemDisDiffAE, FCDMDiffAE, FCDMDiffAEInferenceConfig, VPPosterior
-from fixtures.models import images, make_tiny
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 
-from .layouts import CheckpointError, Layout, detect_layout, is_original_config, original_config_to_ours
+from .layouts import CheckpointError, Layout, is_original_config, original_config_to_ours
 
 WEIGHTS_NAME = "model.safetensors"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")

@@ -10,7 +10,13 @@ from diffusers import ConfigMixin, SchedulerMixin  # noqa: F401  (diffusers' loa
 from diffusers.configuration_utils import register_to_config
 from diffusers.utils import BaseOutput
 
-from .vp_schedule import SCHEDULES, alpha_sigma_from_logsnr, broadcast_like, shifted_cosine_interpolated_logsnr, time_grid
+from .vp_schedule import (
+    SCHEDULES,
+    alpha_sigma_from_logsnr,
+    broadcast_like,
+    shifted_cosine_interpolated_logsnr,
+    time_grid,
+)
 
 
 @dataclass

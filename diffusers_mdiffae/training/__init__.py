@@ -1,4 +1,4 @@
-"""Training mDiffAE with the published objective (spec section 2.9), on accelerate.
+"""Training mDiffAE with the published objective (README "Training"), on accelerate.
 
 >>> from diffusers_mdiffae.training import TrainConfig, train
 >>> train(TrainConfig(data="photos/", output_dir="runs/demo", model_config=dict(model_dim=128), steps=2000))

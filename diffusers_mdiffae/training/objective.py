@@ -1,4 +1,4 @@
-"""mDiffAE's training objective (spec section 2.9) as one function of a batch and a generator."""
+"""mDiffAE's training objective (README "Training") as one function of a batch and a generator."""
 
 from __future__ import annotations
 
