@@ -1,6 +1,6 @@
 """The ``mdiffae`` command: reconstruct, encode, decode, convert, encode-dataset, eval, train.
 
-    mdiffae reconstruct IN OUT [--model M] [--steps N] [--pdg W] [--seed S] [--dtype D] [--ext png]
+    mdiffae reconstruct IN OUT [--model M] [--steps N] [--pdg-strength W] [--seed S] [--dtype D] [--ext png]
     mdiffae encode IN OUT.safetensors
     mdiffae decode IN.safetensors OUT
     mdiffae convert SNAPSHOT OUT [--verify] [--overwrite]
@@ -163,7 +163,8 @@ def _load_tensor(path: Path):
 
 
 def _decode_kwargs(args) -> dict:
-    return {"num_inference_steps": args.steps, "pdg_strength": args.pdg, "seed": args.seed, "sampler": args.sampler}
+    return {"num_inference_steps": args.steps, "pdg_strength": args.pdg_strength, "seed": args.seed,
+            "sampler": args.sampler, "schedule": args.schedule, "strength": args.strength}
 
 
 def _progress(items, desc: str):
@@ -505,11 +506,15 @@ def _model_opts(sp, decode: bool = True, default_dtype: str = "float32") -> None
                     help=f"dtype the model runs in (default: {default_dtype})")
     if decode:
         sp.add_argument("--steps", type=positive_int, default=None, help="decoder steps (default: model config, 1)")
-        sp.add_argument("--pdg", type=finite_float, default=None, help="path-drop guidance strength (1.0 = off; "
+        sp.add_argument("--pdg-strength", type=finite_float, default=None, help="path-drop guidance strength (1.0 = off; "
                                                                        "1.01-1.2 sharpens with --steps > 1)")
         sp.add_argument("--seed", type=seed_int, default=None, help="noise seed (default: model config)")
         sp.add_argument("--sampler", choices=SAMPLERS, default=None,
                         help="ddim (default) or dpmpp_2m (DPM-Solver++(2M), better at few steps)")
+        sp.add_argument("--schedule", choices=("linear", "cosine"), default=None,
+                        help="time grid of the sampler: linear (default) or cosine")
+        sp.add_argument("--strength", type=float_in(0.0, 1.0, low_open=True), default=None,
+                        help="start the sampler at t = STRENGTH in (0, 1] instead of 1 (default 1)")
 
 
 def _ext_opt(sp) -> None:

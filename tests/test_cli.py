@@ -35,7 +35,7 @@ def test_reconstruct_one_file(tmp_path, model_dir, capsys):
 def test_reconstruct_pads_odd_sizes_and_says_so(tmp_path, model_dir, capsys):
     out = tmp_path / "out.png"
     assert main(["reconstruct", str(photo(tmp_path / "odd.png", w=50, h=37)), str(out), "--model", model_dir,
-                 "--steps", "2", "--pdg", "1.1", "--seed", "3"]) == 0
+                 "--steps", "2", "--pdg-strength", "1.1", "--seed", "3"]) == 0
     assert Image.open(out).size == (50, 37)
     assert "not a multiple of 16: padded to 64x48" in capsys.readouterr().err
 

@@ -235,7 +235,7 @@ def test_full_disk_is_one_error_and_leaves_no_partial_file(tmp_path, capsys, mod
     (["train", "--data", "D", "--output-dir", "R", "--model-config", "{bad"], "--model-config: not valid JSON"),
     (["train", "--data", "D", "--output-dir", "R", "--model-config", "[1]"], "--model-config: expected a JSON object"),
     (["reconstruct", "a.png", "b.png", "--steps", "0"], "--steps: must be at least 1"),
-    (["reconstruct", "a.png", "b.png", "--pdg", "inf"], "--pdg: must be a finite number"),
+    (["reconstruct", "a.png", "b.png", "--pdg-strength", "inf"], "--pdg-strength: must be a finite number"),
     (["reconstruct", "a.png", "b.png", "--seed", "-3"], "--seed: must be in [0, 2**63)"),
     (["reconstruct", "a.png", "b.png", "--dtype", "int8"], "--dtype: invalid choice"),
     (["encode-dataset", "a", "b", "--resolution", "17"], "--resolution: must be a positive multiple of 16"),

@@ -48,7 +48,7 @@ class Decoder(nn.Module):
         latent_channels: int = 64,
         mlp_ratio: float = 4.0,
         depthwise_kernel_size: int = 7,
-        adaln_rank: int = 128,
+        adaln_low_rank_rank: int = 128,
         start_blocks: int = 0,
         end_blocks: int = 0,
         block_type: str = "dico",
@@ -96,7 +96,7 @@ class Decoder(nn.Module):
         self.time_embed = SinusoidalTimeEmbeddingMLP(model_dim)
         self.adaln_base = AdaLNZeroProjector(model_dim, model_dim, n_chunks)
         self.adaln_deltas = nn.ModuleList(
-            AdaLNZeroLowRankDelta(model_dim, model_dim, adaln_rank, n_chunks) for _ in range(depth)
+            AdaLNZeroLowRankDelta(model_dim, model_dim, adaln_low_rank_rank, n_chunks) for _ in range(depth)
         )
         if self.skip:
             self.start_blocks = blocks(start_blocks)

@@ -143,7 +143,7 @@ class AutoencoderMDiffAE(VPDiffusionAutoencoder):
         self.decoder = Decoder(
             in_channels=in_channels, patch_size=patch_size, model_dim=model_dim, depth=decoder_depth,
             latent_channels=latent_channels, mlp_ratio=mlp_ratio, depthwise_kernel_size=depthwise_kernel_size,
-            adaln_rank=adaln_low_rank_rank, start_blocks=decoder_start_blocks, end_blocks=decoder_end_blocks,
+            adaln_low_rank_rank=adaln_low_rank_rank, start_blocks=decoder_start_blocks, end_blocks=decoder_end_blocks,
             block_type="dico", outer_norms=outer_norms, pdg_mode=pdg_mode, norm_eps=norm_eps,
         )
         # Rebuilt from the config, never part of the state dict (like ConsistencyDecoderVAE's).

@@ -140,7 +140,7 @@ class AutoencoderSemDisDiffAE(VPDiffusionAutoencoder):
         self.decoder = Decoder(
             in_channels=in_channels, patch_size=patch_size, model_dim=model_dim, depth=decoder_depth,
             latent_channels=latent_channels, mlp_ratio=mlp_ratio, depthwise_kernel_size=depthwise_kernel_size,
-            adaln_rank=adaln_low_rank_rank, start_blocks=decoder_start_blocks, end_blocks=decoder_end_blocks,
+            adaln_low_rank_rank=adaln_low_rank_rank, start_blocks=decoder_start_blocks, end_blocks=decoder_end_blocks,
             block_type="fcdm", outer_norms=False, pdg_mode="path_drop", norm_eps=norm_eps,
         )
         self.register_buffer("latent_norm_running_mean", torch.zeros(latent_channels), persistent=True)
