@@ -108,6 +108,24 @@ def test_batches_are_a_function_of_seed_and_step(tmp_path):
     assert torch.equal(a, b) and not torch.equal(a, c)
 
 
+def test_color_jitter_is_optional_deterministic_and_keeps_gray_gray(tmp_path):
+    folder = write_photos(tmp_path / "d")
+    Image.fromarray(np.full((48, 48), 90, np.uint8), "L").save(folder / "gray.png")
+    plain = ImageFolderCrops(folder, crop=32, log=lambda _: None)
+    off = ImageFolderCrops(folder, crop=32, log=lambda _: None, color_jitter=0.0)
+    on = ImageFolderCrops(folder, crop=32, log=lambda _: None, color_jitter=0.3)
+    assert torch.equal(plain.batch(4, step_generator(2, 3)), off.batch(4, step_generator(2, 3)))
+    a, b = on.batch(4, step_generator(2, 3)), on.batch(4, step_generator(2, 3))
+    assert torch.equal(a, b) and not torch.equal(a, plain.batch(4, step_generator(2, 3)))
+    assert a.min() >= -1 and a.max() <= 1
+    gray = on.crop_one(on.paths.index(folder / "gray.png"), torch.Generator().manual_seed(1))
+    assert torch.allclose(gray[0], gray[1], atol=1e-5) and torch.allclose(gray[1], gray[2], atol=1e-5)
+    assert not torch.allclose(gray, plain.crop_one(plain.paths.index(folder / "gray.png"),
+                                                   torch.Generator().manual_seed(1)))
+    with pytest.raises(ValueError, match="color_jitter"):
+        ImageFolderCrops(folder, crop=32, log=lambda _: None, color_jitter=1.5)
+
+
 def test_beta22_has_the_right_moments():
     x = beta22(20000, torch.Generator().manual_seed(0))
     assert abs(float(x.mean()) - 0.5) < 0.01 and abs(float(x.var()) - 0.05) < 0.005

@@ -35,6 +35,9 @@ class ImageFolderCrops:
         exclude: file names (not paths) to leave out, e.g. held-out evaluation images.
         permute_channels: shuffle the RGB channels of every crop, so a small or mostly grayscale
             folder still teaches the autoencoder to carry colour (it must reproduce any colour).
+        color_jitter: strength ``s`` of a per-crop photometric jitter: brightness, contrast (about the
+            crop's mean) and saturation (about each pixel's luma) are each scaled by a factor drawn
+            from ``[1 - s, 1 + s]``; 0 (the default) draws nothing, so batches stay as without it.
     """
 
     def __init__(
@@ -46,6 +49,7 @@ class ImageFolderCrops:
         log: Callable[[str], None] = say,
         cache: bool = True,
         permute_channels: bool = False,
+        color_jitter: float = 0.0,
     ):
         if crop % 16:
             raise ValueError(f"crop must be a multiple of 16, got {crop}")
@@ -53,6 +57,9 @@ class ImageFolderCrops:
         self.scale_range = scale_range
         self.cache = cache
         self.permute_channels = permute_channels
+        if not 0.0 <= color_jitter < 1.0:
+            raise ValueError(f"color_jitter must be in [0, 1), got {color_jitter}")
+        self.color_jitter = color_jitter
         self._images: Dict[int, torch.Tensor] = {}
         self.paths: List[Path] = []
         self.skipped: List[str] = []
@@ -105,6 +112,12 @@ class ImageFolderCrops:
                                 align_corners=False)[0]
         if bool(torch.rand((), generator=g) < 0.5):
             out = out.flip(-1)
+        if self.color_jitter:
+            b, c, s = (1.0 + self.color_jitter * (2 * torch.rand(3, generator=g) - 1)).tolist()
+            out = out * b
+            out = out.mean() + c * (out - out.mean())
+            luma = (out * torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)).sum(0, keepdim=True)
+            out = (luma + s * (out - luma)).clamp(0, 255)
         if self.permute_channels:
             out = out[torch.randperm(3, generator=g)]
         return (out / 127.5 - 1.0).clamp(-1, 1)

@@ -63,6 +63,7 @@ class TrainConfig:
     preview_every: int = 500
     exclude: List[str] = field(default_factory=list)
     permute_channels: bool = False
+    color_jitter: float = 0.0  # see ImageFolderCrops
     objective: dict = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -228,7 +229,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = say) -> List[dict]:
     accelerator.wait_for_everyone()
     main_log = log if accelerator.is_main_process else (lambda _: None)
     data = ImageFolderCrops(cfg.data, crop=cfg.crop, scale_range=(cfg.scale_min, 1.0), exclude=cfg.exclude,
-                            log=main_log, permute_channels=cfg.permute_channels)
+                            log=main_log, permute_channels=cfg.permute_channels, color_jitter=cfg.color_jitter)
     model = _build_model(cfg)
     if cfg.gradient_checkpointing:
         model.enable_gradient_checkpointing()
