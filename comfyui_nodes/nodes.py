@@ -137,6 +137,7 @@ def decode_inputs() -> list:
 class MDiffAELoader(io.ComfyNode):
     @classmethod
     def define_schema(cls):
+        choices = checkpoint_choices()
         return io.Schema(
             node_id="MDiffAELoader",
             display_name="MDiffAE Loader",
@@ -147,7 +148,7 @@ class MDiffAELoader(io.ComfyNode):
                         "folder (config.json + weights) or a published snapshot (converted on load). Steps, PDG "
                         "and seed are the defaults the stock nodes decode with.",
             inputs=[
-                io.Combo.Input("checkpoint", options=checkpoint_choices(), default=DEMO_CHOICE),
+                io.Combo.Input("checkpoint", options=choices, default=choices[0] if choices else None),
                 *decode_inputs(),
                 seed_input(control=False),
                 io.Combo.Input("dtype", options=list(DTYPES), default="auto",
