@@ -9,7 +9,6 @@ import torch
 import comfy.model_management as mm
 import comfy.model_patcher
 import comfy.sd
-
 from diffusers_mdiffae.comfy_bridge import ComfyMDiffAEModule
 
 

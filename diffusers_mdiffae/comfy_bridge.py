@@ -1,23 +1,33 @@
-"""What ComfyUI's VAE machinery needs from mDiffAE, without importing ComfyUI.
+"""What ComfyUI's VAE machinery needs from the mDiffAE family, without importing ComfyUI.
 
 ComfyUI's ``comfy.sd.VAE`` calls ``first_stage_model.encode(x)`` and
 ``first_stage_model.decode(z, **vae_options)`` and expects plain tensors in [-1, 1]; it also
 assigns attributes such as ``device`` on that module. :class:`ComfyMDiffAEModule` is that module:
-a thin ``nn.Module`` around :class:`AutoencoderMDiffAE` that carries the loader's decode defaults.
-The node pack (``comfyui_nodes/``) builds on it; everything here is testable without ComfyUI.
+a thin ``nn.Module`` around any family member (:class:`AutoencoderMDiffAE`,
+:class:`AutoencoderSemDisDiffAE`) that carries the loader's decode defaults. :func:`load_any` reads
+every checkpoint form a ComfyUI user has; :func:`check_values` checks node inputs against their
+declared choices and ranges. The node pack (``comfyui_nodes/``) builds on these; everything here is
+testable without ComfyUI.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Union
+from typing import Callable, Mapping, Optional, Sequence, Union
 
 import torch
 from torch import nn
 
-from .models.autoencoders.autoencoder_mdiffae import AutoencoderMDiffAE
+from .models.autoencoders.vp_autoencoder import VPDiffusionAutoencoder
+from .models.sampling import SAMPLERS
+from .schedulers.vp_schedule import SCHEDULES
+
+SAMPLER_NAMES = tuple(SAMPLERS)
+SCHEDULE_NAMES = tuple(SCHEDULES)
 
 # Activation memory of a 1-step decode, per latent position, in units of one hidden-MLP activation
 # (model_dim * mlp_ratio values). bench/bench_speed.py measured the full mdiffae_v1 at 51-93 KB per
@@ -31,18 +41,25 @@ class ComfyMDiffAEModule(nn.Module):
     """``first_stage_model`` for ComfyUI: tensors in and out, decode defaults stored here.
 
     Args:
-        vae: the autoencoder (kept as a child so ComfyUI's ModelPatcher moves its parameters).
-        steps / pdg_strength / seed: decode defaults, used when ComfyUI passes no options (stock
-            ``VAEDecode`` and every tiled path). Node-specific settings come in as keyword
-            arguments and never change these.
+        vae: the autoencoder, any family member (kept as a child so ComfyUI's ModelPatcher moves
+            its parameters).
+        steps / pdg_strength / seed / sampler / schedule / strength: decode defaults, used when
+            ComfyUI passes no options (stock ``VAEDecode`` and every tiled path). Node-specific
+            settings come in as keyword arguments and never change these.
     """
 
-    def __init__(self, vae: AutoencoderMDiffAE, steps: int = 1, pdg_strength: float = 1.0, seed: int = 0):
+    def __init__(
+        self, vae: VPDiffusionAutoencoder, steps: int = 1, pdg_strength: float = 1.0, seed: int = 0,
+        sampler: str = "ddim", schedule: str = "linear", strength: float = 1.0,
+    ):
         super().__init__()
         self.vae = vae.eval()
         self.default_steps = int(steps)
         self.default_pdg_strength = float(pdg_strength)
         self.default_seed = int(seed)
+        self.default_sampler = sampler
+        self.default_schedule = schedule
+        self.default_strength = float(strength)
 
     @property
     def latent_channels(self) -> int:
@@ -52,8 +69,13 @@ class ComfyMDiffAEModule(nn.Module):
     def patch_size(self) -> int:
         return self.vae.config.patch_size
 
+    @property
+    def family(self) -> str:
+        """The model class name (``AutoencoderMDiffAE`` or ``AutoencoderSemDisDiffAE``)."""
+        return type(self.vae).__name__
+
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """``[B, 3, H, W]`` in [-1, 1] -> latents ``[B, C, H/16, W/16]``."""
+        """``[B, 3, H, W]`` in [-1, 1] -> latents ``[B, C, H/p, W/p]`` (SemDisDiffAE: whitened posterior mode)."""
         return self.vae.encode(x.to(self.vae.dtype)).latent
 
     def decode(
@@ -62,15 +84,21 @@ class ComfyMDiffAEModule(nn.Module):
         steps: Optional[int] = None,
         pdg_strength: Optional[float] = None,
         seed: Optional[int] = None,
+        sampler: Optional[str] = None,
+        schedule: Optional[str] = None,
+        strength: Optional[float] = None,
         callback: Optional[Callable[[int, int], None]] = None,
         **_ignored,
     ) -> torch.Tensor:
-        """Latents -> ``[B, 3, 16h, 16w]`` in [-1, 1]; every sample is seeded alone (batch-split safe)."""
+        """Latents -> ``[B, 3, p*h, p*w]`` in [-1, 1]; every sample is seeded alone (batch-split safe)."""
         return self.vae.decode(
             z.to(self.vae.dtype),
             num_inference_steps=self.default_steps if steps is None else int(steps),
             pdg_strength=self.default_pdg_strength if pdg_strength is None else float(pdg_strength),
             seed=self.default_seed if seed is None else int(seed),
+            sampler=self.default_sampler if sampler is None else sampler,
+            schedule=self.default_schedule if schedule is None else schedule,
+            strength=self.default_strength if strength is None else float(strength),
             callback=callback,
         ).sample
 
@@ -92,6 +120,60 @@ def _dtype_size(dtype: torch.dtype) -> int:
     return torch.empty((), dtype=dtype).element_size()
 
 
+# -- node inputs ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """A widget input as a node declares it: ``kind`` is ``"INT"``, ``"FLOAT"`` or ``"COMBO"``."""
+
+    name: str
+    kind: str
+    options: Optional[Sequence] = None
+    min: Optional[float] = None
+    max: Optional[float] = None
+
+
+def _listing(options: Sequence, limit: int = 12) -> str:
+    shown = ", ".join(repr(o) if isinstance(o, str) else str(o) for o in list(options)[:limit])
+    return shown + (f", ... ({len(options)} in all)" if len(options) > limit else "")
+
+
+def _range(spec: InputSpec) -> str:
+    lo = "" if spec.min is None else f"{spec.min:g}" if spec.kind == "FLOAT" else str(spec.min)
+    hi = "" if spec.max is None else f"{spec.max:g}" if spec.kind == "FLOAT" else str(spec.max)
+    if lo and hi:
+        return f" from {lo} to {hi}"
+    return f" of at least {lo}" if lo else f" of at most {hi}" if hi else ""
+
+
+def value_problem(spec: InputSpec, value) -> Optional[str]:
+    """A sentence saying why ``value`` is not acceptable for ``spec`` (None when it is)."""
+    if spec.kind == "COMBO":
+        options = list(spec.options or [])
+        if value in options:
+            return None
+        if not options:
+            return f"{spec.name} {value!r} cannot be used: this input has no choices here (nothing was found to offer)"
+        return f"{spec.name} {value!r} is not one of its choices: {_listing(options)}"
+    if spec.kind == "INT":
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        what = "a whole number"
+    else:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        what = "a number"
+    if ok and (spec.min is None or value >= spec.min) and (spec.max is None or value <= spec.max):
+        return None
+    return f"{spec.name} must be {what}{_range(spec)}, got {value!r}"
+
+
+def check_values(specs: Sequence[InputSpec], values: Mapping[str, object]) -> Optional[str]:
+    """Every problem of ``values`` (name -> value; None = linked, not known yet) as one message, or None."""
+    problems = [value_problem(s, values[s.name]) for s in specs if values.get(s.name) is not None]
+    problems = [p for p in problems if p]
+    return "; ".join(problems) + "." if problems else None
+
+
 # -- ComfyUI tensor layouts ---------------------------------------------------------------------
 
 
@@ -111,40 +193,92 @@ def model_to_image(x: torch.Tensor) -> torch.Tensor:
 
 
 class NotAnMDiffAECheckpoint(ValueError):
-    """The chosen file is not an mDiffAE checkpoint in any layout this package reads."""
+    """The chosen file is not an mDiffAE-family checkpoint in any layout this package reads."""
 
 
-def load_any(path: Union[str, os.PathLike], torch_dtype: Optional[torch.dtype] = None) -> AutoencoderMDiffAE:
-    """Load an mDiffAE from a diffusers folder, a published snapshot folder, or a file inside either.
+# Weight files that belong to the folder they are in (with its config.json), not single files.
+_FOLDER_WEIGHTS = ("diffusion_pytorch_model", "model")
 
-    A ``.safetensors`` file next to a ``config.json`` is resolved to its folder; anything else
-    (an SD VAE, a LoRA, a file without config) raises :class:`NotAnMDiffAECheckpoint` naming the
-    file and what was expected.
+
+def is_folder_weights(path: Union[str, os.PathLike]) -> bool:
+    """True when ``path`` is the weights file of a diffusers folder or a published snapshot next to it."""
+    p = Path(path)
+    if not (p.parent / "config.json").is_file():
+        return False
+    stem = p.name.split(".")[0]
+    return stem in _FOLDER_WEIGHTS or len(list(p.parent.glob("*.safetensors"))) == 1
+
+
+def describe_checkpoint(path: Union[str, os.PathLike]) -> str:
+    """Cheap check of a checkpoint before loading (header or config only); returns the class name.
+
+    Raises :class:`NotAnMDiffAECheckpoint` with a sentence when the file is of another kind.
+    """
+    from .conversion.layouts import CheckpointError
+    from .conversion.single_file import describe
+
+    p = Path(path)
+    if p.is_file() and not is_folder_weights(p):
+        try:
+            return describe(p)[0]
+        except CheckpointError as e:
+            raise NotAnMDiffAECheckpoint(str(e)) from None
+    return _folder_class(p if p.is_dir() else p.parent, p.name)
+
+
+def _folder_class(folder: Path, name: str) -> str:
+    from .conversion.convert import is_original_snapshot
+    from .conversion.layouts import CheckpointError, original_config_to_ours
+    from .models.hub import model_classes
+
+    config = folder / "config.json"
+    try:
+        data = json.loads(config.read_text())
+    except (OSError, ValueError):
+        raise NotAnMDiffAECheckpoint(f"{name}: its folder's config.json cannot be read as JSON") from None
+    if is_original_snapshot(folder):
+        try:
+            return original_config_to_ours(data)[0].class_name
+        except CheckpointError as e:
+            raise NotAnMDiffAECheckpoint(str(e)) from None
+    cls_name = data.get("_class_name") if isinstance(data, dict) else None
+    if cls_name not in model_classes():
+        raise NotAnMDiffAECheckpoint(
+            f"{name} is not an mDiffAE-family checkpoint: its config.json describes "
+            f"{cls_name or 'an unknown model'} (use the stock Load VAE node for other VAEs)"
+        )
+    return cls_name
+
+
+def load_any(path: Union[str, os.PathLike], torch_dtype: Optional[torch.dtype] = None) -> VPDiffusionAutoencoder:
+    """Load a family member from any form a ComfyUI user has, strictly.
+
+    * a single ``.safetensors`` file (family and configuration from its metadata or its tensor
+      names and shapes, :mod:`diffusers_mdiffae.conversion.single_file`);
+    * a diffusers folder (``config.json`` + weights, as ``save_pretrained`` writes), or its weights file;
+    * a published snapshot folder (original ``config.json`` + ``model.safetensors``), converted on load.
+
+    Anything else (an SD VAE, a LoRA, a mismatched file) raises :class:`NotAnMDiffAECheckpoint`
+    naming the file and what is wrong.
     """
     from .conversion.convert import is_original_snapshot
     from .conversion.layouts import CheckpointError
-    from .models.hub import convert_original_snapshot
+    from .conversion.single_file import load_single_file
+    from .models.hub import convert_original_snapshot, model_classes
 
     p = Path(path)
-    folder = p if p.is_dir() else p.parent
-    config = folder / "config.json"
-    if not config.is_file():
-        raise NotAnMDiffAECheckpoint(
-            f"{p.name} is not an mDiffAE checkpoint: expected a folder with config.json and the weights "
-            "(the diffusers layout written by save_pretrained, or a published mdiffae snapshot)"
-        )
     try:
-        data = json.loads(config.read_text())
-    except ValueError:
-        raise NotAnMDiffAECheckpoint(f"{config} is not valid JSON") from None
-    try:
+        if p.is_file() and not is_folder_weights(p):
+            return load_single_file(p, torch_dtype=torch_dtype)
+        folder = p if p.is_dir() else p.parent
+        if not (folder / "config.json").is_file():
+            raise NotAnMDiffAECheckpoint(
+                f"{p.name} is not an mDiffAE-family checkpoint: expected a .safetensors file or a folder with "
+                "config.json and the weights (save_pretrained's layout, or a published snapshot)"
+            )
+        cls_name = _folder_class(folder, p.name)
         if is_original_snapshot(folder):
             return convert_original_snapshot(folder, torch_dtype=torch_dtype)
-        if data.get("_class_name") != AutoencoderMDiffAE.__name__:
-            raise NotAnMDiffAECheckpoint(
-                f"{p.name} is not an mDiffAE checkpoint: its config.json describes "
-                f"{data.get('_class_name') or 'an unknown model'} (use the stock VAE Loader for other VAEs)"
-            )
-        return AutoencoderMDiffAE.from_pretrained(folder, torch_dtype=torch_dtype)
+        return model_classes()[cls_name].from_pretrained(folder, torch_dtype=torch_dtype)
     except CheckpointError as e:
         raise NotAnMDiffAECheckpoint(str(e)) from None
