@@ -8,6 +8,7 @@ import torch
 
 import comfy.model_management as mm
 import comfy.model_patcher
+import comfy.ops
 import comfy.sd
 from diffusers_mdiffae.comfy_bridge import ComfyMDiffAEModule
 
@@ -17,6 +18,24 @@ class _DropNoWeightsWarning(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return "No VAE weights detected" not in record.getMessage()
+
+
+def use_comfy_operations(module: torch.nn.Module) -> int:
+    """Give every ``nn.Linear``/``nn.Conv2d`` of ``module`` ComfyUI's layer class, in place.
+
+    ``comfy.ops.disable_weight_init`` layers are the same torch layers plus the hooks through which
+    ComfyUI's ModelPatcher casts and streams weights per call, as it does for its core VAEs; so
+    partial (low-VRAM) loading and offloading work instead of being disabled. Numerics are
+    unchanged while every weight sits on the compute device. Returns the number of layers changed.
+    """
+    swaps = {torch.nn.Linear: comfy.ops.disable_weight_init.Linear, torch.nn.Conv2d: comfy.ops.disable_weight_init.Conv2d}
+    changed = 0
+    for m in module.modules():
+        target = swaps.get(type(m))
+        if target is not None:
+            m.__class__ = target
+            changed += 1
+    return changed
 
 
 class MDiffAEVAE(comfy.sd.VAE):
@@ -40,7 +59,8 @@ class MDiffAEVAE(comfy.sd.VAE):
         self.latent_dim = 2
         self.output_channels = 3
         self.working_dtypes = [torch.bfloat16, torch.float32]
-        self.disable_offload = True  # plain torch layers: a partial load would leave some on the CPU
+        use_comfy_operations(module)
+        self.disable_offload = False  # ComfyUI's layers: ModelPatcher may load partially and cast per call
         self.memory_used_encode = lambda shape, dtype: module.encode_memory(shape, dtype)
         self.memory_used_decode = lambda shape, dtype: module.decode_memory(shape, dtype)
         self.device = mm.vae_device()

@@ -101,8 +101,11 @@ def test_loader_builds_a_vae_the_stock_nodes_accept(comfy):
     vae = load_vae(comfy, steps=3, pdg=1.1, seed=5)
     assert isinstance(vae, comfy.nodes.MDiffAEVAE)
     assert vae.latent_channels == 64 and vae.downscale_ratio == vae.upscale_ratio == 16
-    assert vae.disable_offload is True and vae.crop_input is True
+    assert vae.disable_offload is False and vae.crop_input is True
     module = vae.first_stage_model
+    ops = sys.modules["comfy.ops"].disable_weight_init
+    layers = [m for m in module.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))]
+    assert layers and all(type(m) in (ops.Linear, ops.Conv2d) for m in layers)  # ComfyUI casts/offloads them
     assert (module.default_steps, module.default_pdg_strength, module.default_seed) == (3, 1.1, 5)
     memory = vae.memory_used_decode
     assert memory((1, 64, 32, 32), torch.float32) > memory((1, 64, 16, 16), torch.float32)

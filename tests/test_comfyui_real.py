@@ -28,7 +28,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # fixtures, when run as a script
 
-from fixtures.comfyui_server import ROOT, comfyui_dir, comfyui_server, comfyui_skip_reason  # noqa: E402
+from fixtures.comfyui_server import ROOT, comfyui_dir, comfyui_python, comfyui_server, comfyui_skip_reason  # noqa: E402
 
 pytestmark = [pytest.mark.comfyui, pytest.mark.slow,
               pytest.mark.skipif(comfyui_skip_reason() is not None, reason=str(comfyui_skip_reason()))]
@@ -162,6 +162,45 @@ def test_workflow_runs(server, name, size, count):
     assert len(files) == count
     for f in files:
         assert Image.open(f).size == size
+
+
+PARTIAL_LOAD_SCRIPT = r"""
+import sys, json
+sys.argv = ["main.py", "--cpu"]
+sys.path[:0] = [COMFY_DIR, REPO_DIR]
+import comfy.options
+comfy.options.enable_args_parsing()  # as main.py does, so --cpu is read
+import torch
+import comfy.model_management, comfy.ops
+from comfyui_nodes.vae import MDiffAEVAE
+from diffusers_mdiffae import DEMO_MODEL_DIR
+from diffusers_mdiffae.comfy_bridge import ComfyMDiffAEModule, load_any
+
+vae = MDiffAEVAE(ComfyMDiffAEModule(load_any(str(DEMO_MODEL_DIR), torch_dtype=torch.float32)), dtype=torch.float32)
+z = torch.randn(1, 64, 4, 4, generator=torch.Generator().manual_seed(0))
+vae.patcher.load(torch.device("cpu"), full_load=True)
+full = vae.first_stage_model.decode(z)
+vae.patcher.unpatch_model()
+# What --lowvram / --novram do on a GPU: load within a small budget, cast the rest per call.
+vae.patcher.load(torch.device("cpu"), lowvram_model_memory=256 * 1024, full_load=False)
+cast = [n for n, m in vae.first_stage_model.named_modules() if getattr(m, "comfy_cast_weights", False)]
+partial = vae.first_stage_model.decode(z)
+print(json.dumps({"cast_layers": len(cast), "max_diff": float((partial - full).abs().max())}))
+"""
+
+
+def test_comfyui_partial_loading_casts_our_layers_and_decodes_the_same(tmp_path):
+    """--lowvram / --novram cannot start on a CPU-only machine (ComfyUI refuses them with --cpu and
+    needs CUDA without it), so ComfyUI's partial-load path is driven directly: with the VAE's
+    layers built from comfy.ops, ModelPatcher casts the ones beyond the budget per call."""
+    import subprocess
+
+    script = PARTIAL_LOAD_SCRIPT.replace("COMFY_DIR", repr(str(comfyui_dir()))).replace("REPO_DIR", repr(str(ROOT)))
+    res = subprocess.run([str(comfyui_python()), "-c", script], capture_output=True, text=True, cwd=comfyui_dir(),
+                         timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert out["cast_layers"] > 10 and out["max_diff"] < 1e-5, out
 
 
 @pytest.mark.parametrize("family", FAMILIES)
