@@ -19,12 +19,12 @@ from __future__ import annotations
 import os
 from typing import List, Optional
 
+import comfy.model_management as mm
+import comfy.utils
 import folder_paths
 import torch
 from comfy_api.latest import ComfyExtension, io
 
-import comfy.model_management as mm
-import comfy.utils
 import diffusers_mdiffae
 from diffusers_mdiffae.comfy_bridge import (
     SAMPLER_NAMES,

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 
-import torch
-
 import comfy.model_management as mm
 import comfy.model_patcher
 import comfy.ops
 import comfy.sd
+import torch
+
 from diffusers_mdiffae.comfy_bridge import ComfyMDiffAEModule
 
 

@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from diffusers_mdiffae import DEMO_MODEL_DIR, AutoencoderMDiffAE
-from diffusers_mdiffae.verify import load_sample_image
 from diffusers_mdiffae.evaluation import bicubic_baseline
 from diffusers_mdiffae.metrics import psnr
+from diffusers_mdiffae.verify import load_sample_image
 
 
 @pytest.fixture(scope="module")

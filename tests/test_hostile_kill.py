@@ -13,8 +13,8 @@ import time
 
 import fixtures.hostile as hostile_helpers
 import pytest
-from fixtures.models import TINY
 from fixtures.hostile import ROOT, cli_subprocess, photo
+from fixtures.models import TINY
 from PIL import Image
 
 pytestmark = pytest.mark.slow

@@ -6,8 +6,8 @@ import os
 import fixtures.hostile as hostile_helpers
 import numpy as np
 import pytest
-from fixtures.models import TINY
 from fixtures.hostile import bomb_png, cli, photo
+from fixtures.models import TINY
 
 from diffusers_mdiffae.atomic import TMP_DIR_TAG, TMP_FILE_TAG
 from diffusers_mdiffae.dataset_encoding import EncodeConfig, encode_dataset

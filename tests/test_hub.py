@@ -5,9 +5,9 @@ import logging
 
 import pytest
 import torch
+from fixtures.models import images, make_tiny
 from safetensors.torch import load_file, save_file
 
-from fixtures.models import images, make_tiny
 from diffusers_mdiffae import AutoencoderMDiffAE
 
 

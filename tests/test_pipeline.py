@@ -5,9 +5,9 @@ import json
 import pytest
 import torch
 from diffusers import DDIMScheduler, DiffusionPipeline, DiTPipeline, DiTTransformer2DModel
+from fixtures.models import make_tiny
 
 import diffusers_mdiffae  # noqa: F401  (diffusers resolves the saved class name from sys.modules)
-from fixtures.models import make_tiny
 from diffusers_mdiffae import AutoencoderMDiffAE, VPDDIMScheduler
 
 
