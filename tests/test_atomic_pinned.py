@@ -281,3 +281,84 @@ def test_pid_liveness():
     assert atomic._pid_alive(os.getpid())
     assert not atomic._pid_alive(DEAD)
     assert not atomic._pid_alive(0) and not atomic._pid_alive(-1)
+
+
+def test_pid_liveness_reads_the_kill_probe(monkeypatch):
+    """No real signal is sent: os.kill is replaced, so pid 1 is never touched."""
+    sent = []
+
+    def probe(outcome):
+        def kill(pid, sig):
+            sent.append((pid, sig))
+            if outcome is not None:
+                raise outcome
+        return kill
+
+    monkeypatch.setattr(atomic.os, "kill", probe(None))
+    assert atomic._pid_alive(1) and sent == [(1, 0)]  # signal 0 only probes
+    monkeypatch.setattr(atomic.os, "kill", probe(PermissionError()))
+    assert atomic._pid_alive(5)  # exists, owned by someone else
+    monkeypatch.setattr(atomic.os, "kill", probe(ProcessLookupError()))
+    assert not atomic._pid_alive(5)
+    monkeypatch.setattr(atomic.os, "kill", probe(OSError(errno.EINVAL, "bad")))
+    assert not atomic._pid_alive(5)
+
+
+def test_temporary_names_with_repeated_tags_and_dashes():
+    parse = atomic._parse_temporary
+    tag = atomic.TMP_FILE_TAG
+    assert parse(f".a{tag}b{tag}12-x") == (f"a{tag}b", tag, 12)  # the last tag separates
+    assert parse(f".m{tag}12-a-b") == ("m", tag, 12)
+
+
+def test_only_the_asked_temporaries_go_whatever_the_listing_order(tmp_path):
+    keep, gone = [], []
+    for i in range(5):
+        k = tmp_path / f".other{i}{atomic.TMP_DIR_TAG}{DEAD}-q"  # another job's name
+        k.mkdir()
+        keep.append(k)
+        g = tmp_path / f".step_{i}{atomic.TMP_DIR_TAG}{DEAD}-q"
+        g.mkdir()
+        gone.append(g)
+        live = tmp_path / f".step_live{i}{atomic.TMP_FILE_TAG}{os.getpid()}-q"
+        live.write_text("in progress")
+        keep.append(live)
+    assert sorted(remove_stale_temporaries(tmp_path, "step_")) == sorted(g.name for g in gone)
+    assert all(k.exists() for k in keep) and not any(g.exists() for g in gone)
+
+
+def test_stale_files_and_folders_are_really_deleted(tmp_path):
+    f = tmp_path / f".x.png{atomic.TMP_FILE_TAG}{DEAD}-q"
+    f.write_text("partial")
+    d = tmp_path / f".x{atomic.TMP_DIR_TAG}{DEAD}-q"
+    (d / "previous").mkdir(parents=True)  # a temporary folder is never "put back", whatever it holds
+    link = tmp_path / f".y{atomic.TMP_DIR_TAG}{DEAD}-q"
+    link.symlink_to(tmp_path / "elsewhere")
+    assert sorted(remove_stale_temporaries(tmp_path)) == sorted([f.name, d.name, link.name])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_aside_folder_without_its_copy_is_just_removed(tmp_path):
+    empty = tmp_path / f".model{atomic.OLD_DIR_TAG}{DEAD}-abc"
+    empty.mkdir()
+    assert remove_stale_temporaries(tmp_path) == [empty.name]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_temporary_that_vanishes_meanwhile_is_not_an_error(tmp_path, monkeypatch):
+    f = tmp_path / f".x.png{atomic.TMP_FILE_TAG}{DEAD}-q"
+    f.write_text("partial")
+
+    def gone(self, *a, **kw):
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory", str(self))
+
+    monkeypatch.setattr(type(f), "unlink", gone)
+    assert remove_stale_temporaries(tmp_path) == [f.name]
+
+
+def test_renamed_errors_keep_the_cause_and_a_message():
+    original = OSError(errno.EROFS, "Read-only file system", "/t/.x")
+    err = write_error(original, "/o")
+    assert err.__cause__ is original
+    bare = write_error(OSError("plain words"), "/o")  # no errno, no strerror: the text is kept
+    assert bare.strerror == "plain words" and bare.filename == "/o" and bare.errno is None

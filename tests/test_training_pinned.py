@@ -213,6 +213,7 @@ class _One(torch.nn.Module):
 
 def test_ema_warm_up_decay_is_min_of_decay_and_1_plus_n_over_10_plus_n():
     model = _One()
+    assert EMA(model).decay == 0.999 and EMA(model).num_updates == 0
     ema = EMA(model, decay=0.5)
     assert ema.num_updates == 0 and torch.equal(ema.shadow["w"], torch.zeros(3))
     shadow = 0.0
