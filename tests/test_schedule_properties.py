@@ -112,7 +112,7 @@ def test_dpmpp_2m_with_a_constant_x0_is_exact_too(n, schedule, w):
     s = VPDPMSolverMultistepScheduler()
     s.set_timesteps(n, schedule=schedule)
     g = torch.Generator().manual_seed(n)
-    x0, eps = torch.randn(1, 3, 4, 4, generator=g), torch.randn(1, 3, 4, 4, generator=g)
+    x0, eps = torch.randn(2, 3, 4, 4, generator=g), torch.randn(2, 3, 4, 4, generator=g)
     grid = time_grid(schedule, n)
     a, sg = s.alpha_sigma(grid[:1])
     x = a * x0 + sg * eps
@@ -144,3 +144,14 @@ def test_add_noise_is_alpha_x0_plus_sigma_s_eps(t, pixel_std):
     a, sg = s.alpha_sigma(torch.tensor([t]))
     got = s.add_noise(x0, eps, torch.tensor([t, t]))
     assert torch.allclose(got, a * x0 + sg * pixel_std * eps, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_add_noise_returns_the_dtype_of_its_input(dtype):
+    s = VPDDIMScheduler()
+    x0 = torch.linspace(-1, 1, 48).view(1, 3, 4, 4).to(dtype)
+    eps = torch.ones(1, 3, 4, 4, dtype=dtype)
+    got = s.add_noise(x0, eps, 0.5)  # a plain float time: alpha = sigma = sqrt(1/2)
+    assert got.dtype == dtype
+    expected = (x0.float() + 0.558 * eps.float()) * math.sqrt(0.5)
+    assert torch.allclose(got.float(), expected, atol=1e-2)

@@ -172,6 +172,14 @@ def test_the_mask_pattern_is_the_rank_of_uniform_scores_laid_out_dy_then_dx():
                         assert bool(m[b, 0, 2 * gy + dy, 2 * gx + dx]) == bool(ranks[b, gy, gx, dy * 2 + dx] < 2)
 
 
+def test_the_default_ratio_keeps_one_of_four_and_the_global_rng_draws_without_a_generator():
+    torch.manual_seed(21)
+    m = grouped_keep_mask(2, 4, 4)
+    assert bool((m.view(2, 2, 2, 2, 2).sum(dim=(2, 4)) == 1).all())
+    torch.manual_seed(21)
+    assert torch.equal(m, grouped_keep_mask(2, 4, 4, 0.75, generator=torch.default_generator))
+
+
 def test_odd_grids_crop_the_padded_group_grid():
     m = grouped_keep_mask(2, 5, 3, 0.75, generator=torch.Generator().manual_seed(3))
     full = grouped_keep_mask(2, 6, 4, 0.75, generator=torch.Generator().manual_seed(3))
