@@ -82,9 +82,9 @@ def _by_hand(images, z, seed, cfg):
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
-@pytest.mark.parametrize("probs", [(0.5, 0.5), (1.0, 1.0), (0.0, 0.0)])
+@pytest.mark.parametrize("probs", [(0.5, 0.5, 0.75), (1.0, 1.0, 0.5), (0.0, 0.0, 0.75)])
 def test_loss_equals_its_definition(seed, probs):
-    cfg = ObjectiveConfig(token_mask_prob=probs[0], latent_noise_prob=probs[1], sigmoid_bias=-2.0)
+    cfg = ObjectiveConfig(token_mask_prob=probs[0], latent_noise_prob=probs[1], mask_ratio=probs[2], sigmoid_bias=-2.0)
     g = torch.Generator().manual_seed(100 + seed)
     images = torch.rand(6, 3, 16, 16, generator=g) * 2 - 1
     z = torch.randn(6, 4, 3, 5, generator=g)
@@ -118,6 +118,13 @@ def test_latent_noise_mixes_only_the_drawn_samples_with_their_own_tau():
         else:
             assert torch.equal(z[i], torch.ones(4, 2, 2))  # untouched: mixing weight 0, not tau
     assert torch.allclose(z, want["z"], atol=1e-6)
+
+
+def test_noised_latents_keep_the_encoder_dtype():
+    cfg = ObjectiveConfig(token_mask_prob=0.0, latent_noise_prob=1.0)
+    model = _Recorder(torch.ones(2, 4, 2, 2, dtype=torch.bfloat16))
+    diffusion_loss(model, torch.zeros(2, 3, 16, 16), torch.Generator().manual_seed(0), cfg)
+    assert model.seen["z"].dtype == torch.bfloat16
 
 
 def test_only_the_drawn_samples_are_token_masked():
