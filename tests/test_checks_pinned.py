@@ -1,0 +1,67 @@
+"""Input checks pinned to their exact sentences (checks.py, and the seed check of the decode settings)."""
+
+import numpy as np
+import pytest
+import torch
+
+from diffusers_mdiffae.checks import check_images, check_latents
+from diffusers_mdiffae.models.sampling import check_seed
+
+
+def _message(fn, *args):
+    with pytest.raises(ValueError) as info:
+        fn(*args)
+    return str(info.value)
+
+
+def test_image_messages():
+    assert _message(check_images, np.zeros((1, 3, 16, 16)), 3, 16) == "images must be a torch.Tensor, got ndarray"
+    assert _message(check_images, torch.zeros(1, 3, 16, 16, dtype=torch.uint8), 3, 16) == (
+        "images must be a floating-point tensor, got dtype torch.uint8; convert integer images with x.float() / 127.5 - 1")
+    assert _message(check_images, torch.zeros(3, 16, 16), 3, 16) == (
+        "images must have rank 4 [B, C, H, W], got rank 3 with shape (3, 16, 16); add a batch dimension with x.unsqueeze(0)")
+    assert _message(check_images, torch.zeros(16, 16), 3, 16) == (
+        "images must have rank 4 [B, C, H, W], got rank 2 with shape (16, 16)")
+    assert _message(check_images, torch.zeros(0, 3, 16, 16), 3, 16) == "images has an empty batch (shape (0, 3, 16, 16))"
+    assert _message(check_images, torch.zeros(1, 16, 16, 3), 3, 16) == (
+        "images must have 3 channels in dim 1, got shape (1, 16, 16, 3); pass NCHW RGB (convert grayscale/RGBA to RGB, "
+        "permute NHWC with x.permute(0, 3, 1, 2))")
+    assert _message(check_images, torch.zeros(1, 3, 40, 70), 3, 16) == (
+        "image height and width must be multiples of 16, got 40x70; pad or crop to 32x64 (or 48x80)")
+    assert _message(check_images, torch.zeros(1, 3, 7, 33), 3, 16) == (
+        "image height and width must be multiples of 16, got 7x33; pad or crop to 16x32 (or 16x48)")
+    x = torch.zeros(1, 3, 16, 16)
+    x[0, 0, :2, 0] = float("nan")
+    x[0, 2, 5, 5] = float("-inf")
+    assert _message(check_images, x, 3, 16) == (
+        "images contains 3 NaN or infinite values; clean the input before encoding/decoding")
+
+
+def test_latent_messages():
+    assert _message(check_latents, torch.zeros(2, 5, 3, 3), 64) == (
+        "latents must have 64 channels in dim 1, got shape (2, 5, 3, 3); were they produced by a different autoencoder?")
+    assert _message(check_latents, [1.0], 64) == "latents must be a torch.Tensor, got list"
+    z = torch.zeros(1, 4, 2, 2)
+    z[0, 1, 1, 1] = float("inf")
+    assert _message(check_latents, z, 4) == (
+        "latents contains 1 NaN or infinite values; clean the input before encoding/decoding")
+
+
+def test_meta_tensors_are_checked_for_shape_only():
+    check_images(torch.zeros(1, 3, 32, 16, device="meta"), 3, 16)
+    check_latents(torch.zeros(1, 4, 2, 2, device="meta"), 4)
+    with pytest.raises(ValueError, match="4 channels"):
+        check_latents(torch.zeros(1, 3, 2, 2, device="meta"), 4)
+
+
+def test_every_float_dtype_passes():
+    for dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
+        check_images(torch.zeros(1, 3, 16, 16, dtype=dtype), 3, 16)
+
+
+def test_seed_messages():
+    assert _message(check_seed, 1.5) == "seed must be an int or None, got 1.5 (float)"
+    assert _message(check_seed, True) == "seed must be an int or None, got True (bool)"
+    assert _message(check_seed, -1) == "seed must be in [0, 2**64), got -1"
+    assert _message(check_seed, 2**64, "decoder_seed") == f"decoder_seed must be in [0, 2**64), got {2**64}"
+    assert check_seed(1) == 1

@@ -1,0 +1,108 @@
+"""PSNR and SSIM pinned to hand computations and to scikit-image's reference implementations."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from diffusers_mdiffae.metrics import psnr, ssim
+
+
+def test_psnr_of_a_constant_offset_is_computed_by_hand():
+    a = torch.zeros(1, 3, 8, 8)
+    b = torch.full((1, 3, 8, 8), 0.5)  # mse 0.25, peak-to-peak 2: 10 log10(4 / 0.25) = 12.0412 dB
+    assert psnr(a, b) == pytest.approx(10 * math.log10(16.0), abs=1e-9)
+    assert psnr(a, b) == pytest.approx(12.041199826559248, abs=1e-9)
+
+
+def test_psnr_averages_the_squared_error_over_every_element():
+    a = torch.zeros(2, 3, 4, 4)
+    b = torch.zeros(2, 3, 4, 4)
+    b[1, 2, 3, 3] = 1.0  # one element of 96 off by 1: mse = 1/96
+    assert psnr(a, b) == pytest.approx(10 * math.log10(4 * 96), abs=1e-6)  # mean in float32
+
+
+def test_psnr_clamps_both_images_to_the_range_first():
+    a = torch.full((1, 3, 4, 4), 3.0)  # clamps to 1
+    b = torch.full((1, 3, 4, 4), -7.0)  # clamps to -1: mse 4, PSNR 0 dB
+    assert psnr(a, b) == pytest.approx(0.0, abs=1e-12)
+    assert psnr(a, torch.ones(1, 3, 4, 4)) == float("inf")
+
+
+def test_psnr_of_identical_images_is_infinite_and_symmetric_otherwise():
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.rand(1, 3, 8, 8, generator=g) * 2 - 1, torch.rand(1, 3, 8, 8, generator=g) * 2 - 1
+    assert psnr(a, a) == float("inf")
+    assert psnr(a, b) == pytest.approx(psnr(b, a), abs=1e-9)
+    assert psnr(a.half(), b.half()) == pytest.approx(psnr(a.half().float(), b.half().float()), abs=1e-9)
+
+
+def _ssim_by_hand(x, y, window=11, sigma=1.5):
+    """Wang et al. 2004 in float64 numpy, one channel, 'valid' windows; x, y in [0, 1]."""
+    k = np.arange(window) - (window - 1) / 2
+    g = np.exp(-(k**2) / (2 * sigma**2))
+    g /= g.sum()
+    w = np.outer(g, g)
+    h, wd = x.shape
+    out = []
+    for i in range(h - window + 1):
+        for j in range(wd - window + 1):
+            px, py = x[i:i + window, j:j + window], y[i:i + window, j:j + window]
+            mx, my = (w * px).sum(), (w * py).sum()
+            vx, vy = (w * px * px).sum() - mx**2, (w * py * py).sum() - my**2
+            cov = (w * px * py).sum() - mx * my
+            c1, c2 = 0.01**2, 0.03**2
+            out.append(((2 * mx * my + c1) * (2 * cov + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2)))
+    return float(np.mean(out))
+
+
+def _pair(seed=0, h=16, w=18, noise=0.3):
+    g = torch.Generator().manual_seed(seed)
+    a = torch.rand(1, 3, h, w, generator=g) * 2 - 1
+    b = (a + noise * torch.randn(1, 3, h, w, generator=g)).clamp(-1, 1)
+    return a, b
+
+
+def test_ssim_matches_a_hand_computation_per_channel():
+    a, b = _pair()
+    x, y = ((a.double() + 1) / 2).numpy()[0], ((b.double() + 1) / 2).numpy()[0]
+    expected = np.mean([_ssim_by_hand(x[c], y[c]) for c in range(3)])
+    assert ssim(a, b) == pytest.approx(expected, abs=1e-5)
+
+
+def test_ssim_window_and_sigma_are_honoured():
+    a, b = _pair(seed=3, h=14, w=14)
+    x, y = ((a.double() + 1) / 2).numpy()[0], ((b.double() + 1) / 2).numpy()[0]
+    expected = np.mean([_ssim_by_hand(x[c], y[c], window=7, sigma=0.8) for c in range(3)])
+    assert ssim(a, b, window=7, sigma=0.8) == pytest.approx(expected, abs=1e-5)
+    assert ssim(a, b, window=7, sigma=0.8) != pytest.approx(ssim(a, b), abs=1e-4)
+
+
+def test_ssim_is_one_for_identical_images_and_clamps_its_inputs():
+    a, _ = _pair(seed=1)
+    assert ssim(a, a) == pytest.approx(1.0, abs=1e-6)
+    assert ssim(a.sign() * 5, a.sign()) == pytest.approx(1.0, abs=1e-6)  # both clamp to the same image
+    assert ssim(a, -a) < 0.5
+
+
+def test_ssim_constant_images_show_the_stabilising_constants():
+    # Two flat images: variances and covariance vanish, SSIM = (2 mx my + c1) / (mx^2 + my^2 + c1).
+    a = torch.full((1, 1, 11, 11), -1.0)  # 0 in [0, 1]
+    b = torch.full((1, 1, 11, 11), 0.0)  # 0.5 in [0, 1]
+    c1 = 0.01**2
+    assert ssim(a, b) == pytest.approx(c1 / (0.25 + c1), rel=1e-4)
+
+
+def test_psnr_and_ssim_agree_with_scikit_image():
+    skm = pytest.importorskip("skimage.metrics")
+    for seed in range(3):
+        a, b = _pair(seed=seed, h=24, w=20, noise=0.1 + 0.2 * seed)
+        x = ((a[0].permute(1, 2, 0).double() + 1) / 2).numpy()
+        y = ((b[0].permute(1, 2, 0).double() + 1) / 2).numpy()
+        ref_psnr = skm.peak_signal_noise_ratio(x, y, data_range=1.0)
+        ref_ssim = skm.structural_similarity(
+            x, y, data_range=1.0, channel_axis=2, gaussian_weights=True, sigma=1.5, use_sample_covariance=False
+        )
+        assert psnr(a, b) == pytest.approx(ref_psnr, abs=1e-4)
+        assert ssim(a, b) == pytest.approx(ref_ssim, abs=1e-5)
