@@ -21,7 +21,9 @@ from diffusers_mdiffae.schedulers.vp_schedule import (
 FAST = settings(max_examples=25, deadline=None)
 
 # logsnr_min < logsnr_max with a gap large enough that float32 can resolve the slope.
-bounds = st.tuples(st.floats(-20.0, 12.0), st.floats(0.5, 30.0)).map(lambda p: (p[0], p[0] + p[1]))
+# float32 resolves the schedule only to ~exp(|logsnr_min| / 2) ulps at the noise end: keep the ends within
+# +-12 (the published models use +-10), where a 201-point grid is still strictly ordered.
+bounds = st.tuples(st.floats(-12.0, 10.0), st.floats(1.0, 22.0)).map(lambda p: (p[0], p[0] + p[1]))
 shift = st.floats(-5.0, 5.0)
 T_DENSE = torch.linspace(0.0, 1.0, 201)
 
