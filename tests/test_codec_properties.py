@@ -4,10 +4,10 @@ import functools
 
 import pytest
 import torch
+from fixtures.models import FAMILIES, images, make_tiny
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fixtures.models import FAMILIES, images, make_tiny
 from diffusers_mdiffae.checks import check_images, check_latents
 
 FAST = settings(max_examples=25, deadline=None)

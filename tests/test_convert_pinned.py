@@ -6,9 +6,11 @@ import struct
 
 import pytest
 import torch
+from fixtures import fake_original
+from fixtures.models import make_tiny
 from safetensors.torch import save_file
-
 from test_convert import ORIGINAL, write_snapshot
+
 from diffusers_mdiffae.conversion import convert
 from diffusers_mdiffae.conversion.cli import main
 from diffusers_mdiffae.conversion.convert import (
@@ -30,8 +32,6 @@ from diffusers_mdiffae.conversion.layouts import (
     original_config_to_ours,
 )
 from diffusers_mdiffae.models.hub import convert_original_snapshot
-from fixtures import fake_original
-from fixtures.models import make_tiny
 
 # -- one problem at a time, API and CLI ----------------------------------------------------
 

@@ -5,8 +5,8 @@ import json
 
 import pytest
 import torch
-
 from fixtures.models import make_tiny
+
 from diffusers_mdiffae import (
     DEMO_MODEL_DIR,
     AutoencoderMDiffAE,
@@ -30,10 +30,10 @@ from diffusers_mdiffae.models.token_mask import grouped_keep_mask
 
 # -- config defaults pipelines read --------------------------------------------------------
 
-PIPELINE_DEFAULTS = dict(scaling_factor=1.0, shift_factor=0.0, latents_mean=None, latents_std=None,
-                         force_upcast=False, decoder_num_inference_steps=1, decoder_pdg_strength=1.0, decoder_seed=0,
-                         patch_size=16, logsnr_min=-10.0, logsnr_max=10.0, pixel_noise_std=0.558,
-                         log_change_high=0.0, log_change_low=0.0)
+PIPELINE_DEFAULTS = {"scaling_factor": 1.0, "shift_factor": 0.0, "latents_mean": None, "latents_std": None,
+                         "force_upcast": False, "decoder_num_inference_steps": 1, "decoder_pdg_strength": 1.0, "decoder_seed": 0,
+                         "patch_size": 16, "logsnr_min": -10.0, "logsnr_max": 10.0, "pixel_noise_std": 0.558,
+                         "log_change_high": 0.0, "log_change_low": 0.0}
 
 
 @pytest.mark.parametrize("cls, channels", [(AutoencoderMDiffAE, 64), (AutoencoderSemDisDiffAE, 128)])
@@ -68,9 +68,9 @@ def test_the_bundled_checkpoint_config():
 
 def test_scheduler_defaults():
     params = inspect.signature(VPDDIMScheduler.__init__).parameters
-    assert {k: p.default for k, p in params.items() if k != "self"} == dict(
-        logsnr_min=-10.0, logsnr_max=10.0, pixel_noise_std=0.558, log_change_high=0.0, log_change_low=0.0,
-        schedule="linear", pdg_strength=1.0, set_alpha_to_one=False, num_train_timesteps=1000)
+    assert {k: p.default for k, p in params.items() if k != "self"} == {
+        "logsnr_min": -10.0, "logsnr_max": 10.0, "pixel_noise_std": 0.558, "log_change_high": 0.0, "log_change_low": 0.0,
+        "schedule": "linear", "pdg_strength": 1.0, "set_alpha_to_one": False, "num_train_timesteps": 1000}
 
 
 def test_published_inference_config_defaults():
@@ -115,12 +115,12 @@ def test_keywords_override_an_inference_config():
 
 
 @pytest.mark.parametrize("kw, match", [
-    (dict(num_inference_steps=0), "positive int"), (dict(num_inference_steps=True), "positive int"),
-    (dict(num_inference_steps=2.0), "positive int"), (dict(pdg_strength=True), "must be a number"),
-    (dict(pdg_strength="2"), "must be a number"), (dict(pdg_strength=float("inf")), "must be finite"),
-    (dict(pdg_strength=float("nan")), "must be finite"), (dict(sampler="euler"), r"\['ddim', 'dpmpp_2m'\]"),
-    (dict(schedule="karras"), "schedule must be one of"), (dict(strength=0.0), r"in \(0, 1\]"),
-    (dict(strength=1.01), r"in \(0, 1\]"), (dict(strength=True), r"in \(0, 1\]"), (dict(strength="1"), r"in \(0, 1\]"),
+    ({"num_inference_steps": 0}, "positive int"), ({"num_inference_steps": True}, "positive int"),
+    ({"num_inference_steps": 2.0}, "positive int"), ({"pdg_strength": True}, "must be a number"),
+    ({"pdg_strength": "2"}, "must be a number"), ({"pdg_strength": float("inf")}, "must be finite"),
+    ({"pdg_strength": float("nan")}, "must be finite"), ({"sampler": "euler"}, r"\['ddim', 'dpmpp_2m'\]"),
+    ({"schedule": "karras"}, "schedule must be one of"), ({"strength": 0.0}, r"in \(0, 1\]"),
+    ({"strength": 1.01}, r"in \(0, 1\]"), ({"strength": True}, r"in \(0, 1\]"), ({"strength": "1"}, r"in \(0, 1\]"),
 ])
 def test_bad_settings_are_refused(kw, match):
     with pytest.raises(ValueError, match=match):

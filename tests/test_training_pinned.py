@@ -2,7 +2,6 @@
 latent noise mixing, the 2x2 token mask and its ratio, the EMA warm-up, the learning-rate schedule."""
 
 import math
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -77,8 +76,8 @@ def _by_hand(images, z, seed, cfg):
     x_t = alpha.view(-1, 1, 1, 1) * images + sigma.view(-1, 1, 1, 1) * 0.558 * noise
     weight = 1 / (1 + torch.exp(-(lam - cfg.sigmoid_bias)))  # SiD2: sigmoid(logsnr - b)
     per_sample = ((x_t * 0.5 - images) ** 2).mean(dim=(1, 2, 3))
-    return dict(t=t, z=z, keep=keep, x_t=x_t, loss=(weight * per_sample).mean(), mse=per_sample.mean(),
-                noised=noised, masked=masked, weight=weight)
+    return {"t": t, "z": z, "keep": keep, "x_t": x_t, "loss": (weight * per_sample).mean(), "mse": per_sample.mean(),
+                "noised": noised, "masked": masked, "weight": weight}
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
