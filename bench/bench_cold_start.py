@@ -45,8 +45,10 @@ def cases(out_png: str):
         ("python -c 'import diffusers_mdiffae'", [py, "-c", "import diffusers_mdiffae"]),
         ("mdiffae --help (package as is)", [py, "-m", "diffusers_mdiffae.cli", "--help"]),
         ("mdiffae --help (lazy package top level)", [py, "-c", stub_help]),
-        ("mdiffae reconstruct 256x256 (bundled model)", [py, "-m", "diffusers_mdiffae.cli", "reconstruct", str(SAMPLE),
-                                                         out_png]),
+        (
+            "mdiffae reconstruct 256x256 (bundled model)",
+            [py, "-m", "diffusers_mdiffae.cli", "reconstruct", str(SAMPLE), out_png],
+        ),
     ]
 
 
@@ -86,9 +88,12 @@ def main() -> int:
         lines.append(f"| {name} | {med:.3f} | {min(runs):.3f} | {max(runs):.3f} | {med / floor:.2f}x |")
     help_lazy = statistics.median(rows["mdiffae --help (lazy package top level)"])
     recon = statistics.median(rows["mdiffae reconstruct 256x256 (bundled model)"])
-    lines += ["", f"Goals: --help under 0.5 s: {help_lazy:.3f} s with a lazy package top level "
-              f"({'met' if help_lazy < 0.5 else 'NOT met'}); reconstruct at most 1.5x import torch + diffusers: "
-              f"{recon / floor:.2f}x ({'met' if recon / floor <= 1.5 else 'NOT met'})."]
+    lines += [
+        "",
+        f"Goals: --help under 0.5 s: {help_lazy:.3f} s with a lazy package top level "
+        f"({'met' if help_lazy < 0.5 else 'NOT met'}); reconstruct at most 1.5x import torch + diffusers: "
+        f"{recon / floor:.2f}x ({'met' if recon / floor <= 1.5 else 'NOT met'}).",
+    ]
     text = "\n".join(lines) + "\n"
     if a.out == "-":
         print(text)

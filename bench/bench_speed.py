@@ -35,11 +35,22 @@ ROOT = Path(__file__).resolve().parents[1]
 KL_CONFIGS = {
     # Published VAE configurations (random weights): SD 1.5 and FLUX.1 share the trunk.
     "sd15": {"latent_channels": 4, "sample_size": 512, "scaling_factor": 0.18215},
-    "flux1": {"latent_channels": 16, "sample_size": 1024, "scaling_factor": 0.3611, "shift_factor": 0.1159,
-                  "use_quant_conv": False, "use_post_quant_conv": False},
+    "flux1": {
+        "latent_channels": 16,
+        "sample_size": 1024,
+        "scaling_factor": 0.3611,
+        "shift_factor": 0.1159,
+        "use_quant_conv": False,
+        "use_post_quant_conv": False,
+    },
 }
-LABELS = {"mdiffae": "AutoencoderMDiffAE (mdiffae_v1)", "sd15": "AutoencoderKL SD-1.5", "flux1": "AutoencoderKL FLUX.1",
-          "semdis": "AutoencoderSemDisDiffAE (published config)", "flux2": "AutoencoderKLFlux2 (FLUX.2, default config)"}
+LABELS = {
+    "mdiffae": "AutoencoderMDiffAE (mdiffae_v1)",
+    "sd15": "AutoencoderKL SD-1.5",
+    "flux1": "AutoencoderKL FLUX.1",
+    "semdis": "AutoencoderSemDisDiffAE (published config)",
+    "flux2": "AutoencoderKLFlux2 (FLUX.2, default config)",
+}
 OURS = ("mdiffae", "semdis")  # 16x latents, decoded by sampling
 
 
@@ -61,9 +72,15 @@ def build(name: str):
         return diffusers.AutoencoderKLFlux2()  # its defaults are the FLUX.2 VAE
     cfg = KL_CONFIGS[name]
     return diffusers.AutoencoderKL(
-        in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4, block_out_channels=(128, 256, 512, 512),
-        layers_per_block=2, act_fn="silu", norm_num_groups=32, **cfg,
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=(128, 256, 512, 512),
+        layers_per_block=2,
+        act_fn="silu",
+        norm_num_groups=32,
+        **cfg,
     )
 
 
@@ -109,8 +126,12 @@ def measure_one(name, op, size, dtype_name, runs, warmup, threads, count_flops) 
             t0 = time.perf_counter()
             call()
             times.append(time.perf_counter() - t0)
-    out.update(median_s=statistics.median(times), min_s=min(times), runs=runs,
-               peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    out.update(
+        median_s=statistics.median(times),
+        min_s=min(times),
+        runs=runs,
+        peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    )
     return out
 
 
@@ -166,7 +187,10 @@ def plan(quick: bool):
                 cells.append((size, dtype, op, models))
     extra = [("mdiffae", op, 512, "float32") for op in ("decode4", "decode4pdg")]
     scaling = [("mdiffae", op, s, "float32") for op in ("encode", "decode") for s in (256, 512, 1024, 2048)]
-    memory = [("mdiffae", op, 2048, "float32") for op in ("decode", "decode_tiled:256", "decode_tiled:512", "decode_tiled:1024")]
+    memory = [
+        ("mdiffae", op, 2048, "float32")
+        for op in ("decode", "decode_tiled:256", "decode_tiled:512", "decode_tiled:1024")
+    ]
     if quick:
         scaling = [c for c in scaling if c[2] <= 1024]
         memory = []
@@ -183,7 +207,9 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=str(ROOT / "bench" / "RESULTS.md"))
     p.add_argument("--json", default=str(ROOT / "bench" / "results.json"))
     p.add_argument("--update-readme", action="store_true")
-    p.add_argument("--semdis", action="store_true", help="only SemDisDiffAE vs FLUX.2's VAE (writes bench/RESULTS_SEMDIS.md)")
+    p.add_argument(
+        "--semdis", action="store_true", help="only SemDisDiffAE vs FLUX.2's VAE (writes bench/RESULTS_SEMDIS.md)"
+    )
     a = p.parse_args(argv)
 
     if a.one:
@@ -206,20 +232,31 @@ def main(argv=None) -> int:
     for size, dtype, op, models in cells:
         for name in models:
             r = run_sub([name, op, size, dtype, runs if name == "mdiffae" else kl_runs, 1, a.threads, True], env)
-            r.setdefault("model", name), r.setdefault("op", op), r.setdefault("size", size), r.setdefault("dtype", dtype)
+            (
+                r.setdefault("model", name),
+                r.setdefault("op", op),
+                r.setdefault("size", size),
+                r.setdefault("dtype", dtype),
+            )
             results.append(r)
             print(json.dumps(r), flush=True)
     for name, op, size, dtype in extra + scaling + memory:
-        if any(r.get("model") == name and r.get("op") == op and r.get("size") == size and r.get("dtype") == dtype
-               for r in results):
+        if any(
+            r.get("model") == name and r.get("op") == op and r.get("size") == size and r.get("dtype") == dtype
+            for r in results
+        ):
             continue
         r = run_sub([name, op, size, dtype, 2 if size >= 2048 else runs, 1, a.threads, size <= 1024], env)
         r.setdefault("model", name), r.setdefault("op", op), r.setdefault("size", size), r.setdefault("dtype", dtype)
         results.append(r)
         print(json.dumps(r), flush=True)
     meta = {
-        "machine": platform.processor() or platform.machine(), "cpu": _cpu_name(), "threads": a.threads,
-        "python": platform.python_version(), "versions": _versions(), "wall_s": round(time.time() - started),
+        "machine": platform.processor() or platform.machine(),
+        "cpu": _cpu_name(),
+        "threads": a.threads,
+        "python": platform.python_version(),
+        "versions": _versions(),
+        "wall_s": round(time.time() - started),
         "command": "python bench/bench_speed.py" + (" --quick" if a.quick else ""),
         "load_average_end": os.getloadavg(),
     }
@@ -242,11 +279,22 @@ def run_semdis(a, env) -> int:
                 for name in ("semdis", "flux2"):
                     runs = a.runs if name == "semdis" else a.kl_runs
                     r = run_sub([name, op, size, dtype, runs, 1, a.threads, True], env)
-                    r.setdefault("model", name), r.setdefault("op", op), r.setdefault("size", size), r.setdefault("dtype", dtype)
+                    (
+                        r.setdefault("model", name),
+                        r.setdefault("op", op),
+                        r.setdefault("size", size),
+                        r.setdefault("dtype", dtype),
+                    )
                     results.append(r)
                     print(json.dumps(r), flush=True)
-    meta = {"cpu": _cpu_name(), "threads": a.threads, "versions": _versions(), "wall_s": round(time.time() - started),
-            "command": "python bench/bench_speed.py --semdis", "load_average_end": os.getloadavg()}
+    meta = {
+        "cpu": _cpu_name(),
+        "threads": a.threads,
+        "versions": _versions(),
+        "wall_s": round(time.time() - started),
+        "command": "python bench/bench_speed.py --semdis",
+        "load_average_end": os.getloadavg(),
+    }
     lines = [
         f"Measured in one run of `{meta['command']}` on {meta['cpu']} with {meta['threads']} threads "
         f"(torch {meta['versions']['torch']}, diffusers {meta['versions']['diffusers']}; {meta['wall_s']} s; load average "
@@ -269,7 +317,11 @@ def run_semdis(a, env) -> int:
                 )
     errors = [r for r in results if "error" in r]
     if errors:
-        lines += ["", "Failed cells: " + "; ".join(f"{r['model']} {r['op']} {r['size']} {r['dtype']}: {r['error']}" for r in errors)]
+        lines += [
+            "",
+            "Failed cells: "
+            + "; ".join(f"{r['model']} {r['op']} {r['size']} {r['dtype']}: {r['error']}" for r in errors),
+        ]
     md = "\n".join(lines) + "\n"
     Path(ROOT / "bench" / "RESULTS_SEMDIS.md").write_text(md)
     Path(ROOT / "bench" / "results_semdis.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
@@ -299,7 +351,12 @@ def _versions() -> dict:
 
 def _find(results, model, op, size, dtype):
     for r in results:
-        if (r.get("model"), r.get("op"), r.get("size"), r.get("dtype")) == (model, op, size, dtype) and "median_s" in r:
+        if (r.get("model"), r.get("op"), r.get("size"), r.get("dtype")) == (
+            model,
+            op,
+            size,
+            dtype,
+        ) and "median_s" in r:
             return r
     return None
 
@@ -328,36 +385,67 @@ def render(meta, peak, results) -> str:
                 speed = f"**{f['median_s'] / m['median_s']:.1f}x**" if f else "-"
                 pct = f"{rate:.0f} ({100 * rate / dpeak:.0f} %)" if dpeak else f"{rate:.0f}"
                 rss = f"{m['peak_rss_mib']:.0f} / {f['peak_rss_mib']:.0f}" if f else f"{m['peak_rss_mib']:.0f} / -"
-                lines.append(f"| {size} | {dtype} | {op}{' (1 step)' if op == 'decode' else ''} | {cell(m)} | {cell(s)} | "
-                             f"{cell(f)} | {speed} | {m.get('gflop', float('nan')):.1f} | {pct} | {rss} |")
-    lines += ["", "Dense-kernel peak measured in the same run (GFLOP/s, best of torch.mm and a channels-last 1x1 "
-              "convolution at the network's shapes): " + "; ".join(
-                  f"{d}: mm {v.get('mm', 0):.0f}, conv1x1 {v.get('conv1x1', 0):.0f}" for d, v in peak.items()
-              ) if isinstance(peak, dict) and "error" not in peak else "", ""]
+                lines.append(
+                    f"| {size} | {dtype} | {op}{' (1 step)' if op == 'decode' else ''} | {cell(m)} | {cell(s)} | "
+                    f"{cell(f)} | {speed} | {m.get('gflop', float('nan')):.1f} | {pct} | {rss} |"
+                )
+    lines += [
+        "",
+        "Dense-kernel peak measured in the same run (GFLOP/s, best of torch.mm and a channels-last 1x1 "
+        "convolution at the network's shapes): "
+        + "; ".join(f"{d}: mm {v.get('mm', 0):.0f}, conv1x1 {v.get('conv1x1', 0):.0f}" for d, v in peak.items())
+        if isinstance(peak, dict) and "error" not in peak
+        else "",
+        "",
+    ]
     lines += ["Decode variants at 512x512 float32:", "", "| decode | s | GFLOP |", "|---|---:|---:|"]
-    for op, label in (("decode", "1 step"), ("decode4", "4 steps"), ("decode4pdg", "4 steps + PDG (batched branches)")):
+    for op, label in (
+        ("decode", "1 step"),
+        ("decode4", "4 steps"),
+        ("decode4pdg", "4 steps + PDG (batched branches)"),
+    ):
         r = _find(results, "mdiffae", op, 512, "float32")
         if r:
             lines.append(f"| {label} | {r['median_s']:.3f} | {r.get('gflop', float('nan')):.1f} |")
-    lines += ["", "Growth with pixel count (float32):", "", "| size | encode s | encode µs/pixel | decode s | decode µs/pixel |",
-              "|---:|---:|---:|---:|---:|"]
+    lines += [
+        "",
+        "Growth with pixel count (float32):",
+        "",
+        "| size | encode s | encode µs/pixel | decode s | decode µs/pixel |",
+        "|---:|---:|---:|---:|---:|",
+    ]
     for size in (256, 512, 1024, 2048):
-        e, d = _find(results, "mdiffae", "encode", size, "float32"), _find(results, "mdiffae", "decode", size, "float32")
+        e, d = (
+            _find(results, "mdiffae", "encode", size, "float32"),
+            _find(results, "mdiffae", "decode", size, "float32"),
+        )
         if e and d:
             px = size * size
-            lines.append(f"| {size} | {e['median_s']:.3f} | {1e6 * e['median_s'] / px:.3f} | {d['median_s']:.3f} | "
-                         f"{1e6 * d['median_s'] / px:.3f} |")
+            lines.append(
+                f"| {size} | {e['median_s']:.3f} | {1e6 * e['median_s'] / px:.3f} | {d['median_s']:.3f} | "
+                f"{1e6 * d['median_s'] / px:.3f} |"
+            )
     full = _find(results, "mdiffae", "decode", 2048, "float32")
     if full:
-        lines += ["", "2048x2048 1-step decode, float32 (tiles overlap 25 %):", "", "| tiling | s | peak RSS MiB |",
-                  "|---|---:|---:|", f"| none | {full['median_s']:.2f} | {full['peak_rss_mib']:.0f} |"]
+        lines += [
+            "",
+            "2048x2048 1-step decode, float32 (tiles overlap 25 %):",
+            "",
+            "| tiling | s | peak RSS MiB |",
+            "|---|---:|---:|",
+            f"| none | {full['median_s']:.2f} | {full['peak_rss_mib']:.0f} |",
+        ]
         for tile in (256, 512, 1024):
             r = _find(results, "mdiffae", f"decode_tiled:{tile}", 2048, "float32")
             if r:
                 lines.append(f"| {tile}-px tiles | {r['median_s']:.2f} | {r['peak_rss_mib']:.0f} |")
     errors = [r for r in results if "error" in r]
     if errors:
-        lines += ["", "Failed cells: " + "; ".join(f"{r['model']} {r['op']} {r['size']} {r['dtype']}: {r['error']}" for r in errors)]
+        lines += [
+            "",
+            "Failed cells: "
+            + "; ".join(f"{r['model']} {r['op']} {r['size']} {r['dtype']}: {r['error']}" for r in errors),
+        ]
     return "\n".join(lines) + "\n"
 
 

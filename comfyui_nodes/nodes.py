@@ -61,8 +61,9 @@ def checkpoint_choices() -> List[str]:
     register_model_folder()
     choices = [DEMO_CHOICE] if (diffusers_mdiffae.DEMO_MODEL_DIR / "config.json").is_file() else []
     for folder in FOLDERS:
-        choices += [f"{folder}/{name}" for name in folder_paths.get_filename_list(folder)
-                    if name.endswith(WEIGHT_SUFFIXES)]
+        choices += [
+            f"{folder}/{name}" for name in folder_paths.get_filename_list(folder) if name.endswith(WEIGHT_SUFFIXES)
+        ]
     return choices
 
 
@@ -118,16 +119,28 @@ def validation_result(problem: Optional[str]):
 
 
 def seed_input(control: bool) -> io.Int.Input:
-    return io.Int.Input("seed", default=0, min=0, max=SEED_MAX, control_after_generate=control,
-                        tooltip="seed of the decoder's initial noise; every sample in a batch uses it alone")
+    return io.Int.Input(
+        "seed",
+        default=0,
+        min=0,
+        max=SEED_MAX,
+        control_after_generate=control,
+        tooltip="seed of the decoder's initial noise; every sample in a batch uses it alone",
+    )
 
 
 def decode_inputs() -> list:
     """steps / pdg_strength (shared by the loader's defaults and the decode node)."""
     return [
         io.Int.Input("steps", default=1, min=1, max=100, tooltip="decoder steps; 1 is PSNR-optimal"),
-        io.Float.Input("pdg_strength", default=1.0, min=0.0, max=5.0, step=0.01,
-                       tooltip="path-drop guidance strength for multi-step decodes; 1.0 = off"),
+        io.Float.Input(
+            "pdg_strength",
+            default=1.0,
+            min=0.0,
+            max=5.0,
+            step=0.01,
+            tooltip="path-drop guidance strength for multi-step decodes; 1.0 = off",
+        ),
     ]
 
 
@@ -143,24 +156,29 @@ class MDiffAELoader(io.ComfyNode):
             display_name="MDiffAE Loader",
             category=CATEGORY,
             description="Load an mDiffAE-family autoencoder (mDiffAE v1/v2, iRDiffAE, SemDisDiffAE) as a VAE for "
-                        "the stock VAE Encode/Decode nodes (tiled too). Reads models/mdiffae and models/vae: a "
-                        "single .safetensors file (family and configuration read from its tensors), a diffusers "
-                        "folder (config.json + weights) or a published snapshot (converted on load). Steps, PDG "
-                        "and seed are the defaults the stock nodes decode with.",
+            "the stock VAE Encode/Decode nodes (tiled too). Reads models/mdiffae and models/vae: a "
+            "single .safetensors file (family and configuration read from its tensors), a diffusers "
+            "folder (config.json + weights) or a published snapshot (converted on load). Steps, PDG "
+            "and seed are the defaults the stock nodes decode with.",
             inputs=[
                 io.Combo.Input("checkpoint", options=choices, default=choices[0] if choices else None),
                 *decode_inputs(),
                 seed_input(control=False),
-                io.Combo.Input("dtype", options=list(DTYPES), default="auto",
-                               tooltip="auto: ComfyUI's choice for VAEs on this device"),
+                io.Combo.Input(
+                    "dtype",
+                    options=list(DTYPES),
+                    default="auto",
+                    tooltip="auto: ComfyUI's choice for VAEs on this device",
+                ),
             ],
             outputs=[io.Vae.Output()],
         )
 
     @classmethod
     def validate_inputs(cls, checkpoint=None, steps=None, pdg_strength=None, seed=None, dtype=None):
-        problem = input_problems(cls, checkpoint=checkpoint, steps=steps, pdg_strength=pdg_strength, seed=seed,
-                                 dtype=dtype)
+        problem = input_problems(
+            cls, checkpoint=checkpoint, steps=steps, pdg_strength=pdg_strength, seed=seed, dtype=dtype
+        )
         if problem is None and checkpoint is not None:
             try:  # the header or config.json only: a file of another kind is refused before the run
                 describe_checkpoint(resolve_checkpoint(checkpoint))
@@ -186,7 +204,7 @@ class MDiffAEEncode(io.ComfyNode):
             display_name="MDiffAE Encode",
             category=CATEGORY,
             description="Encode images to the model's latents (64, 96 or 128 channels at 1/16). Unlike the stock "
-                        "node, sizes that are not multiples of 16 are refused instead of cropped.",
+            "node, sizes that are not multiples of 16 are refused instead of cropped.",
             inputs=[io.Image.Input("pixels"), io.Vae.Input("vae")],
             outputs=[io.Latent.Output()],
         )
@@ -214,34 +232,61 @@ class MDiffAEDecode(io.ComfyNode):
             display_name="MDiffAE Decode",
             category=CATEGORY,
             description="Decode mDiffAE-family latents with explicit steps, path-drop guidance, seed, sampler, "
-                        "time schedule and start strength. Every sample is seeded alone, so batch splitting does "
-                        "not change results. Cancellable between steps.",
+            "time schedule and start strength. Every sample is seeded alone, so batch splitting does "
+            "not change results. Cancellable between steps.",
             inputs=[
                 io.Latent.Input("samples"),
                 io.Vae.Input("vae"),
                 *decode_inputs(),
                 seed_input(control=True),
-                io.Combo.Input("sampler", options=list(SAMPLER_NAMES), default="ddim",
-                               tooltip="ddim, or dpmpp_2m (DPM-Solver++(2M): closer to the many-step result "
-                                       "at a few steps)"),
-                io.Combo.Input("schedule", options=list(SCHEDULE_NAMES), default="linear",
-                               tooltip="time grid of the steps"),
-                io.Float.Input("strength", default=1.0, min=0.01, max=1.0, step=0.01,
-                               tooltip="sampling starts at t = strength (1.0 = from pure noise)"),
+                io.Combo.Input(
+                    "sampler",
+                    options=list(SAMPLER_NAMES),
+                    default="ddim",
+                    tooltip="ddim, or dpmpp_2m (DPM-Solver++(2M): closer to the many-step result at a few steps)",
+                ),
+                io.Combo.Input(
+                    "schedule", options=list(SCHEDULE_NAMES), default="linear", tooltip="time grid of the steps"
+                ),
+                io.Float.Input(
+                    "strength",
+                    default=1.0,
+                    min=0.01,
+                    max=1.0,
+                    step=0.01,
+                    tooltip="sampling starts at t = strength (1.0 = from pure noise)",
+                ),
             ],
             outputs=[io.Image.Output()],
         )
 
     @classmethod
     def validate_inputs(cls, steps=None, pdg_strength=None, seed=None, sampler=None, schedule=None, strength=None):
-        return validation_result(input_problems(cls, steps=steps, pdg_strength=pdg_strength, seed=seed,
-                                                sampler=sampler, schedule=schedule, strength=strength))
+        return validation_result(
+            input_problems(
+                cls,
+                steps=steps,
+                pdg_strength=pdg_strength,
+                seed=seed,
+                sampler=sampler,
+                schedule=schedule,
+                strength=strength,
+            )
+        )
 
     @classmethod
-    def execute(cls, samples, vae, steps, pdg_strength, seed, sampler="ddim", schedule="linear",
-                strength=1.0) -> io.NodeOutput:
-        require_valid(cls, steps=steps, pdg_strength=pdg_strength, seed=seed, sampler=sampler, schedule=schedule,
-                      strength=strength)
+    def execute(
+        cls, samples, vae, steps, pdg_strength, seed, sampler="ddim", schedule="linear", strength=1.0
+    ) -> io.NodeOutput:
+        require_valid(
+            cls,
+            steps=steps,
+            pdg_strength=pdg_strength,
+            seed=seed,
+            sampler=sampler,
+            schedule=schedule,
+            strength=strength,
+        )
         vae = require_mdiffae(vae)
         z = samples["samples"]
         if z.ndim != 4 or z.shape[1] != vae.latent_channels:
@@ -255,8 +300,15 @@ class MDiffAEDecode(io.ComfyNode):
             bar.update_absolute(step, total)
             mm.throw_exception_if_processing_interrupted()
 
-        options = {"steps": steps, "pdg_strength": pdg_strength, "seed": seed % (2**63), "sampler": sampler,
-                   "schedule": schedule, "strength": strength, "callback": on_step}
+        options = {
+            "steps": steps,
+            "pdg_strength": pdg_strength,
+            "seed": seed % (2**63),
+            "sampler": sampler,
+            "schedule": schedule,
+            "strength": strength,
+            "callback": on_step,
+        }
         return io.NodeOutput(vae.decode(z, vae_options=options))
 
 
@@ -292,7 +344,7 @@ class MDiffAEEmptyLatent(io.ComfyNode):
             display_name="MDiffAE Empty Latent",
             category=CATEGORY,
             description="Zeros shaped like the given VAE's latents (its channels at its factor, e.g. 64 at 1/16); "
-                        "the stock Empty Latent Image is 4 channels at 1/8.",
+            "the stock Empty Latent Image is 4 channels at 1/8.",
             inputs=[
                 io.Vae.Input("vae"),
                 io.Int.Input("width", default=512, min=16, max=16384, step=16),

@@ -28,7 +28,10 @@ def use_comfy_operations(module: torch.nn.Module) -> int:
     partial (low-VRAM) loading and offloading work instead of being disabled. Numerics are
     unchanged while every weight sits on the compute device. Returns the number of layers changed.
     """
-    swaps = {torch.nn.Linear: comfy.ops.disable_weight_init.Linear, torch.nn.Conv2d: comfy.ops.disable_weight_init.Conv2d}
+    swaps = {
+        torch.nn.Linear: comfy.ops.disable_weight_init.Linear,
+        torch.nn.Conv2d: comfy.ops.disable_weight_init.Conv2d,
+    }
     changed = 0
     for m in module.modules():
         target = swaps.get(type(m))

@@ -75,8 +75,9 @@ def json_object(text: str) -> dict:
     except ValueError as e:
         raise argparse.ArgumentTypeError(f"not valid JSON ({e})") from None
     if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"expected a JSON object like '{{\"model_dim\": 128}}', "
-                                         f"got {type(value).__name__}")
+        raise argparse.ArgumentTypeError(
+            f"expected a JSON object like '{{\"model_dim\": 128}}', got {type(value).__name__}"
+        )
     return value
 
 
@@ -85,6 +86,6 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         if message.startswith("argument "):
-            message = message[len("argument "):]
+            message = message[len("argument ") :]
         message = "; ".join(line.strip() for line in message.splitlines() if line.strip())
         self.exit(2, f"error: {message} (see `{self.prog} -h`)\n")

@@ -64,8 +64,12 @@ def _renamed_error(e: OSError, path: Path) -> OSError:
     return err
 
 
-_MESSAGE_ERRNOS = (("No space left", errno.ENOSPC), ("Read-only file system", errno.EROFS),
-                   ("Permission denied", errno.EACCES), ("Disk quota", errno.EDQUOT))
+_MESSAGE_ERRNOS = (
+    ("No space left", errno.ENOSPC),
+    ("Read-only file system", errno.EROFS),
+    ("Permission denied", errno.EACCES),
+    ("Disk quota", errno.EDQUOT),
+)
 
 
 def write_error(error: BaseException, path: Union[str, os.PathLike]) -> OSError:

@@ -87,8 +87,9 @@ def check_model_spec(spec: Optional[str], option: str = "--model") -> None:
         return
     path = Path(spec)
     if path.is_file():
-        raise CLIError(f"{spec}: {option} takes the folder that holds config.json, not a file "
-                       f"(pass {str(path.parent) or '.'})")
+        raise CLIError(
+            f"{spec}: {option} takes the folder that holds config.json, not a file (pass {str(path.parent) or '.'})"
+        )
     if (_looks_local(spec) or os.path.lexists(spec)) and not path.is_dir():
         raise CLIError(f"{spec}: cannot load model: no such folder")
 
@@ -157,14 +158,22 @@ def _load_tensor(path: Path):
     image, notes = load_rgb(path)
     x, size = pad_to_multiple(pil_to_tensor(image), 16)
     if x.shape[-2:] != size:
-        notes.append(f"{size[1]}x{size[0]} is not a multiple of 16: padded to {x.shape[-1]}x{x.shape[-2]} "
-                     "(reflection) and cropped back")
+        notes.append(
+            f"{size[1]}x{size[0]} is not a multiple of 16: padded to {x.shape[-1]}x{x.shape[-2]} "
+            "(reflection) and cropped back"
+        )
     return x, size, notes
 
 
 def _decode_kwargs(args) -> dict:
-    return {"num_inference_steps": args.steps, "pdg_strength": args.pdg_strength, "seed": args.seed,
-            "sampler": args.sampler, "schedule": args.schedule, "strength": args.strength}
+    return {
+        "num_inference_steps": args.steps,
+        "pdg_strength": args.pdg_strength,
+        "seed": args.seed,
+        "sampler": args.sampler,
+        "schedule": args.schedule,
+        "strength": args.strength,
+    }
 
 
 def _progress(items, desc: str):
@@ -235,8 +244,10 @@ def cmd_reconstruct(args) -> int:
         if tally is None:
             from .metrics import psnr
 
-            print(f"wrote {dest} ({w}x{h}, latent {tuple(z.shape[1:])}, PSNR {psnr(y, x[..., :h, :w]):.2f} dB, "
-                  f"{time.perf_counter() - t0:.2f} s)")
+            print(
+                f"wrote {dest} ({w}x{h}, latent {tuple(z.shape[1:])}, PSNR {psnr(y, x[..., :h, :w]):.2f} dB, "
+                f"{time.perf_counter() - t0:.2f} s)"
+            )
         else:
             tally.done()
     return _finish(tally, out)
@@ -317,8 +328,7 @@ def cmd_decode(args) -> int:
 
     src = Path(args.input)
     handle, meta, keys = _open_latents(src)
-    infos = [meta.get(k.split(".", 1)[1], {}) if isinstance(meta.get(k.split(".", 1)[1]), dict) else {}
-             for k in keys]
+    infos = [meta.get(k.split(".", 1)[1], {}) if isinstance(meta.get(k.split(".", 1)[1]), dict) else {} for k in keys]
     out, outputs = _decode_outputs(args, src, keys, infos)
     tally = SkipTally() if len(keys) > 1 else None
     model = load_model(args.model, args.dtype)
@@ -353,8 +363,10 @@ def _check_latent(z) -> None:
     import torch
 
     if not z.is_floating_point():
-        raise ValueError(f"dtype {str(z.dtype).replace('torch.', '')}: latents must be floating point "
-                         "(this is not a latent written by `mdiffae encode`)")
+        raise ValueError(
+            f"dtype {str(z.dtype).replace('torch.', '')}: latents must be floating point "
+            "(this is not a latent written by `mdiffae encode`)"
+        )
     if z.ndim != 3:
         raise ValueError(f"shape {list(z.shape)}: a latent is [channels, height, width]")
     if not bool(torch.isfinite(z).all()):
@@ -401,8 +413,14 @@ def cmd_eval(args) -> int:
     def fail(name, reason):  # one file: its error is the command's error
         raise CLIError(f"{name}: {reason}")
 
-    report = evaluate_files(model, inputs, out, decode_kwargs=_decode_kwargs(args), root=root,
-                            on_skip=tally.skip if tally is not None else fail)
+    report = evaluate_files(
+        model,
+        inputs,
+        out,
+        decode_kwargs=_decode_kwargs(args),
+        root=root,
+        on_skip=tally.skip if tally is not None else fail,
+    )
     if report is None:
         return _finish(tally, src)
     print(report["markdown"])
@@ -430,8 +448,10 @@ def _check_train_args(args) -> Path:
         if not Path(args.resume).is_dir():
             raise CLIError(f"{args.resume}: no such checkpoint folder (--resume takes one, or 'latest')")
     if args.warmup_steps > args.steps:
-        say(f"note: --warmup-steps {args.warmup_steps} exceeds --steps {args.steps}; the learning rate never "
-            "reaches --lr")
+        say(
+            f"note: --warmup-steps {args.warmup_steps} exceeds --steps {args.steps}; the learning rate never "
+            "reaches --lr"
+        )
     return out
 
 
@@ -446,11 +466,24 @@ def cmd_train(args) -> int:
         export_skimage_photos(data)
         exclude += [f"{n}.png" for n in SKIMAGE_HELDOUT]
     cfg = TrainConfig(
-        data=data, output_dir=str(out), model_config=args.model_config or {}, init=args.init, resume=args.resume,
-        steps=args.steps, batch_size=args.batch_size, crop=args.crop, lr=args.lr, seed=args.seed,
-        mixed_precision=args.mixed_precision, gradient_checkpointing=args.gradient_checkpointing,
-        checkpoint_every=args.checkpoint_every, preview_every=args.preview_every, exclude=exclude,
-        ema_decay=args.ema_decay, warmup_steps=args.warmup_steps, permute_channels=args.permute_channels,
+        data=data,
+        output_dir=str(out),
+        model_config=args.model_config or {},
+        init=args.init,
+        resume=args.resume,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        crop=args.crop,
+        lr=args.lr,
+        seed=args.seed,
+        mixed_precision=args.mixed_precision,
+        gradient_checkpointing=args.gradient_checkpointing,
+        checkpoint_every=args.checkpoint_every,
+        preview_every=args.preview_every,
+        exclude=exclude,
+        ema_decay=args.ema_decay,
+        warmup_steps=args.warmup_steps,
+        permute_channels=args.permute_channels,
     )
     try:
         train(cfg, log=say)
@@ -500,26 +533,51 @@ def cmd_convert(args) -> int:
 
 
 def _model_opts(sp, decode: bool = True, default_dtype: str = "float32") -> None:
-    sp.add_argument("--model", help="diffusers folder, published snapshot folder or Hub id (default: the bundled "
-                                    "demo checkpoint)")
-    sp.add_argument("--dtype", choices=DTYPE_NAMES, default=default_dtype,
-                    help=f"dtype the model runs in (default: {default_dtype})")
+    sp.add_argument(
+        "--model", help="diffusers folder, published snapshot folder or Hub id (default: the bundled demo checkpoint)"
+    )
+    sp.add_argument(
+        "--dtype",
+        choices=DTYPE_NAMES,
+        default=default_dtype,
+        help=f"dtype the model runs in (default: {default_dtype})",
+    )
     if decode:
         sp.add_argument("--steps", type=positive_int, default=None, help="decoder steps (default: model config, 1)")
-        sp.add_argument("--pdg-strength", type=finite_float, default=None, help="path-drop guidance strength (1.0 = off; "
-                                                                       "1.01-1.2 sharpens with --steps > 1)")
+        sp.add_argument(
+            "--pdg-strength",
+            type=finite_float,
+            default=None,
+            help="path-drop guidance strength (1.0 = off; 1.01-1.2 sharpens with --steps > 1)",
+        )
         sp.add_argument("--seed", type=seed_int, default=None, help="noise seed (default: model config)")
-        sp.add_argument("--sampler", choices=SAMPLERS, default=None,
-                        help="ddim (default) or dpmpp_2m (DPM-Solver++(2M), better at few steps)")
-        sp.add_argument("--schedule", choices=("linear", "cosine"), default=None,
-                        help="time grid of the sampler: linear (default) or cosine")
-        sp.add_argument("--strength", type=float_in(0.0, 1.0, low_open=True), default=None,
-                        help="start the sampler at t = STRENGTH in (0, 1] instead of 1 (default 1)")
+        sp.add_argument(
+            "--sampler",
+            choices=SAMPLERS,
+            default=None,
+            help="ddim (default) or dpmpp_2m (DPM-Solver++(2M), better at few steps)",
+        )
+        sp.add_argument(
+            "--schedule",
+            choices=("linear", "cosine"),
+            default=None,
+            help="time grid of the sampler: linear (default) or cosine",
+        )
+        sp.add_argument(
+            "--strength",
+            type=float_in(0.0, 1.0, low_open=True),
+            default=None,
+            help="start the sampler at t = STRENGTH in (0, 1] instead of 1 (default 1)",
+        )
 
 
 def _ext_opt(sp) -> None:
-    sp.add_argument("--ext", default=None, type=_ext_type,
-                    help="image format of folder outputs: png (default, lossless), jpg, webp, bmp or tiff")
+    sp.add_argument(
+        "--ext",
+        default=None,
+        type=_ext_type,
+        help="image format of folder outputs: png (default, lossless), jpg, webp, bmp or tiff",
+    )
 
 
 def _ext_type(text: str) -> str:
@@ -534,89 +592,145 @@ def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="mdiffae", description="mDiffAE image tokenizer (diffusers-mdiffae).")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    sp = sub.add_parser("reconstruct", help="encode and decode images", description="Encode and decode images; "
-                        "a folder input gives a folder output with the same structure.")
+    sp = sub.add_parser(
+        "reconstruct",
+        help="encode and decode images",
+        description="Encode and decode images; a folder input gives a folder output with the same structure.",
+    )
     sp.add_argument("input", help="an image file, or a folder (every image below it)")
-    sp.add_argument("output", help="an image file (its extension names the format) or, for a folder input or a "
-                                   "path ending in /, a folder")
+    sp.add_argument(
+        "output",
+        help="an image file (its extension names the format) or, for a folder input or a path ending in /, a folder",
+    )
     _model_opts(sp)
     _ext_opt(sp)
     sp.set_defaults(fn=cmd_reconstruct)
 
-    sp = sub.add_parser("encode", help="encode images to a safetensors file of latents",
-                        description="Encode images to one safetensors file (latents + source/size metadata).")
+    sp = sub.add_parser(
+        "encode",
+        help="encode images to a safetensors file of latents",
+        description="Encode images to one safetensors file (latents + source/size metadata).",
+    )
     sp.add_argument("input", help="an image file, or a folder (every image below it)")
     sp.add_argument("output", help="the .safetensors file to write")
     _model_opts(sp, decode=False)
     sp.set_defaults(fn=cmd_encode)
 
-    sp = sub.add_parser("decode", help="decode a latent file written by `mdiffae encode`",
-                        description="Decode the latents of a file written by `mdiffae encode`.")
+    sp = sub.add_parser(
+        "decode",
+        help="decode a latent file written by `mdiffae encode`",
+        description="Decode the latents of a file written by `mdiffae encode`.",
+    )
     sp.add_argument("input", help="a .safetensors file written by `mdiffae encode`")
-    sp.add_argument("output", help="an image file (one latent), or a folder (several latents, or a path ending "
-                                   "in /); folder outputs keep the sources' relative folders")
+    sp.add_argument(
+        "output",
+        help="an image file (one latent), or a folder (several latents, or a path ending "
+        "in /); folder outputs keep the sources' relative folders",
+    )
     _model_opts(sp)
     _ext_opt(sp)
     sp.set_defaults(fn=cmd_decode)
 
-    sp = sub.add_parser("eval", help="PSNR/SSIM(/LPIPS) against bicubic baselines, with pictures",
-                        description="Reconstruction quality against bicubic-from-1/4 and -1/8 baselines.")
+    sp = sub.add_parser(
+        "eval",
+        help="PSNR/SSIM(/LPIPS) against bicubic baselines, with pictures",
+        description="Reconstruction quality against bicubic-from-1/4 and -1/8 baselines.",
+    )
     sp.add_argument("input", help="an image file, or a folder (every image below it)")
     sp.add_argument("--out", help="folder for comparison grids and latent PCA images")
     sp.add_argument("--json", help="also write the figures to this JSON file")
     _model_opts(sp)
     sp.set_defaults(fn=cmd_eval)
 
-    sp = sub.add_parser("convert", help="convert a published snapshot to a diffusers folder",
-                        description="Convert a published mDiffAE snapshot (config.json + model.safetensors) to a "
-                                    "diffusers folder; nothing is written unless every check passes.")
+    sp = sub.add_parser(
+        "convert",
+        help="convert a published snapshot to a diffusers folder",
+        description="Convert a published mDiffAE snapshot (config.json + model.safetensors) to a "
+        "diffusers folder; nothing is written unless every check passes.",
+    )
     sp.add_argument("snapshot", help="the downloaded original repository folder")
     sp.add_argument("out", help="output folder (written only if every check passes; never inside the snapshot)")
-    sp.add_argument("--verify", action="store_true",
-                    help="run the original m_diffae package from the snapshot and compare outputs")
+    sp.add_argument(
+        "--verify", action="store_true", help="run the original m_diffae package from the snapshot and compare outputs"
+    )
     sp.add_argument("--dtype", choices=DTYPE_NAMES, default="float32", help="dtype of the saved weights")
-    sp.add_argument("--overwrite", action="store_true",
-                    help="replace OUT if it exists (the old one is removed only after the new one is complete)")
-    sp.add_argument("--min-psnr", type=finite_float, default=None,
-                    help="warn when the sample reconstruction is below this PSNR in dB (default: the converter's, 25)")
+    sp.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace OUT if it exists (the old one is removed only after the new one is complete)",
+    )
+    sp.add_argument(
+        "--min-psnr",
+        type=finite_float,
+        default=None,
+        help="warn when the sample reconstruction is below this PSNR in dB (default: the converter's, 25)",
+    )
     sp.set_defaults(fn=cmd_convert)
 
     from .dataset_encoding.options import add_arguments as add_encode_dataset_arguments
 
-    sp = sub.add_parser("encode-dataset", help="encode an image dataset to sharded latents (resumable)",
-                        description="Encode an image dataset to sharded mDiffAE latents (resumable; `accelerate "
-                                    "launch -m diffusers_mdiffae.dataset_encoding` for several processes).")
+    sp = sub.add_parser(
+        "encode-dataset",
+        help="encode an image dataset to sharded latents (resumable)",
+        description="Encode an image dataset to sharded mDiffAE latents (resumable; `accelerate "
+        "launch -m diffusers_mdiffae.dataset_encoding` for several processes).",
+    )
     add_encode_dataset_arguments(sp)
     sp.set_defaults(fn=cmd_encode_dataset)
 
-    sp = sub.add_parser("train", help="train or fine-tune (`accelerate launch -m diffusers_mdiffae.cli train ...`)",
-                        description="Train or fine-tune with the published objective, on accelerate.")
+    sp = sub.add_parser(
+        "train",
+        help="train or fine-tune (`accelerate launch -m diffusers_mdiffae.cli train ...`)",
+        description="Train or fine-tune with the published objective, on accelerate.",
+    )
     sp.add_argument("--data", required=True, help="image folder (recursive), or 'skimage' for scikit-image's samples")
     sp.add_argument("--output-dir", required=True, help="folder for checkpoints, previews, log.jsonl and final/")
-    sp.add_argument("--model-config", type=json_object, help="JSON object of AutoencoderMDiffAE arguments for a "
-                                                             "fresh model")
+    sp.add_argument(
+        "--model-config", type=json_object, help="JSON object of AutoencoderMDiffAE arguments for a fresh model"
+    )
     sp.add_argument("--init", help="fine-tune from this model (diffusers folder, snapshot folder or Hub id)")
     sp.add_argument("--resume", help="a checkpoint folder, or 'latest' (falls back past a corrupt one)")
     sp.add_argument("--steps", type=positive_int, default=1000, help="total optimizer steps (default: 1000)")
     sp.add_argument("--batch-size", type=positive_int, default=8, help="images per step and process (default: 8)")
-    sp.add_argument("--crop", type=multiple_of_16, default=128, help="crop side in pixels, a multiple of 16 "
-                                                                     "(default: 128)")
-    sp.add_argument("--lr", type=float_in(0.0, 1.0, low_open=True), default=5e-4,
-                    help="peak learning rate, in (0, 1] (default: 5e-4)")
+    sp.add_argument(
+        "--crop", type=multiple_of_16, default=128, help="crop side in pixels, a multiple of 16 (default: 128)"
+    )
+    sp.add_argument(
+        "--lr",
+        type=float_in(0.0, 1.0, low_open=True),
+        default=5e-4,
+        help="peak learning rate, in (0, 1] (default: 5e-4)",
+    )
     sp.add_argument("--warmup-steps", type=non_negative_int, default=100, help="linear warm-up steps (default: 100)")
-    sp.add_argument("--ema-decay", type=float_in(0.0, 1.0, high_open=True), default=0.999,
-                    help="EMA decay in [0, 1) (default: 0.999)")
+    sp.add_argument(
+        "--ema-decay",
+        type=float_in(0.0, 1.0, high_open=True),
+        default=0.999,
+        help="EMA decay in [0, 1) (default: 0.999)",
+    )
     sp.add_argument("--seed", type=seed_int, default=0, help="seed of the initialisation and every batch (default: 0)")
-    sp.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"], default="no",
-                    help="autocast dtype (default: no)")
+    sp.add_argument(
+        "--mixed-precision", choices=["no", "bf16", "fp16"], default="no", help="autocast dtype (default: no)"
+    )
     sp.add_argument("--gradient-checkpointing", action="store_true", help="trade compute for activation memory")
-    sp.add_argument("--checkpoint-every", type=non_negative_int, default=500,
-                    help="steps between checkpoints (and one at the end), 0 = none (default: 500)")
-    sp.add_argument("--preview-every", type=non_negative_int, default=500,
-                    help="steps between preview grids, 0 = never (default: 500)")
+    sp.add_argument(
+        "--checkpoint-every",
+        type=non_negative_int,
+        default=500,
+        help="steps between checkpoints (and one at the end), 0 = none (default: 500)",
+    )
+    sp.add_argument(
+        "--preview-every",
+        type=non_negative_int,
+        default=500,
+        help="steps between preview grids, 0 = never (default: 500)",
+    )
     sp.add_argument("--exclude", nargs="*", help="file names to hold out")
-    sp.add_argument("--permute-channels", action="store_true",
-                    help="shuffle RGB channels of every crop (colour diversity for small folders)")
+    sp.add_argument(
+        "--permute-channels",
+        action="store_true",
+        help="shuffle RGB channels of every crop (colour diversity for small folders)",
+    )
     sp.set_defaults(fn=cmd_train)
     return p
 

@@ -49,8 +49,14 @@ class ComfyMDiffAEModule(nn.Module):
     """
 
     def __init__(
-        self, vae: VPDiffusionAutoencoder, steps: int = 1, pdg_strength: float = 1.0, seed: int = 0,
-        sampler: str = "ddim", schedule: str = "linear", strength: float = 1.0,
+        self,
+        vae: VPDiffusionAutoencoder,
+        steps: int = 1,
+        pdg_strength: float = 1.0,
+        seed: int = 0,
+        sampler: str = "ddim",
+        schedule: str = "linear",
+        strength: float = 1.0,
     ):
         super().__init__()
         self.vae = vae.eval()

@@ -22,8 +22,9 @@ def bicubic_baseline(x: torch.Tensor, factor: int) -> torch.Tensor:
     16x16 patch (1/4 value per pixel); at factor 8 it holds 3/64, fewer.
     """
     h, w = x.shape[-2:]
-    small = F.interpolate(x.float(), size=(max(h // factor, 1), max(w // factor, 1)), mode="bicubic",
-                          antialias=True, align_corners=False)
+    small = F.interpolate(
+        x.float(), size=(max(h // factor, 1), max(w // factor, 1)), mode="bicubic", antialias=True, align_corners=False
+    )
     return F.interpolate(small, size=(h, w), mode="bicubic", align_corners=False).clamp(-1, 1)
 
 
@@ -105,21 +106,31 @@ def evaluate_files(
 
 
 def _markdown(rows, mean, with_lpips: bool) -> str:
-    head = ("| image | size | mDiffAE PSNR | bicubic 1/4 PSNR | bicubic 1/8 PSNR "
-            "| mDiffAE SSIM | bicubic 1/4 SSIM | bicubic 1/8 SSIM |")
+    head = (
+        "| image | size | mDiffAE PSNR | bicubic 1/4 PSNR | bicubic 1/8 PSNR "
+        "| mDiffAE SSIM | bicubic 1/4 SSIM | bicubic 1/8 SSIM |"
+    )
     sep = "|---|---|---:|---:|---:|---:|---:|---:|"
     if with_lpips:
         head, sep = head + " LPIPS |", sep + "---:|"
 
     def line(name, size, r):
-        cells = [f"{r['psnr']:.2f}", f"{r['psnr_bicubic4']:.2f}", f"{r['psnr_bicubic8']:.2f}",
-                 f"{r['ssim']:.3f}", f"{r['ssim_bicubic4']:.3f}", f"{r['ssim_bicubic8']:.3f}"]
+        cells = [
+            f"{r['psnr']:.2f}",
+            f"{r['psnr_bicubic4']:.2f}",
+            f"{r['psnr_bicubic8']:.2f}",
+            f"{r['ssim']:.3f}",
+            f"{r['ssim_bicubic4']:.3f}",
+            f"{r['ssim_bicubic8']:.3f}",
+        ]
         if with_lpips:
             cells.append(f"{r['lpips']:.3f}")
         return f"| {name} | {size} | " + " | ".join(cells) + " |"
 
     lines = [head, sep] + [line(r["image"], r["size"], r) for r in rows] + [line("**mean**", "", mean)]
     lines.append("")
-    lines.append(f"mean PSNR margin: {mean['psnr'] - mean['psnr_bicubic8']:+.2f} dB vs bicubic 1/8, "
-                 f"{mean['psnr'] - mean['psnr_bicubic4']:+.2f} dB vs bicubic 1/4")
+    lines.append(
+        f"mean PSNR margin: {mean['psnr'] - mean['psnr_bicubic8']:+.2f} dB vs bicubic 1/8, "
+        f"{mean['psnr'] - mean['psnr_bicubic4']:+.2f} dB vs bicubic 1/4"
+    )
     return "\n".join(lines)

@@ -27,8 +27,10 @@ def list_images(folder: Union[str, os.PathLike]) -> List[Path]:
     """
     root = Path(folder)
     return sorted(
-        p for p in root.rglob("*")
-        if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir()
+        p
+        for p in root.rglob("*")
+        if p.suffix.lower() in IMAGE_SUFFIXES
+        and not p.is_dir()
         and not any(part.startswith(".") for part in p.relative_to(root).parts)
     )
 

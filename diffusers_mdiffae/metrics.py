@@ -23,7 +23,7 @@ def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 11, sigma: float = 1.5)
     c = x.shape[1]
     k = torch.arange(window, dtype=torch.float32) - (window - 1) / 2
     g = torch.exp(-(k**2) / (2 * sigma**2))
-    g = (g / g.sum())
+    g = g / g.sum()
     kernel = (g[:, None] * g[None, :]).expand(c, 1, window, window).contiguous()
 
     def blur(t):

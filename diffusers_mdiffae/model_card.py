@@ -39,9 +39,18 @@ def render_model_card_body(model) -> str:
     c = model.config
     cls = type(model).__name__
     return _BODY.format(
-        title=_TITLES.get(cls, cls), cls=cls, n_params=model.num_parameters(), patch=c.patch_size,
-        latent=c.latent_channels, steps=c.decoder_num_inference_steps, pdg=c.decoder_pdg_strength,
-        model_dim=c.model_dim, enc=c.encoder_depth, dec=c.decoder_depth, scale=c.scaling_factor, shift=c.shift_factor,
+        title=_TITLES.get(cls, cls),
+        cls=cls,
+        n_params=model.num_parameters(),
+        patch=c.patch_size,
+        latent=c.latent_channels,
+        steps=c.decoder_num_inference_steps,
+        pdg=c.decoder_pdg_strength,
+        model_dim=c.model_dim,
+        enc=c.encoder_depth,
+        dec=c.decoder_depth,
+        scale=c.scaling_factor,
+        shift=c.shift_factor,
     )
 
 

@@ -43,7 +43,9 @@ class _PublishedAPI:
         cache_dir: Optional[str] = None,
     ):
         """Load a published snapshot (converted on load) or a diffusers folder, from disk or the Hub."""
-        model = cls.model_class.from_pretrained(path_or_repo_id, torch_dtype=dtype, revision=revision, cache_dir=cache_dir)
+        model = cls.model_class.from_pretrained(
+            path_or_repo_id, torch_dtype=dtype, revision=revision, cache_dir=cache_dir
+        )
         return cls(model.to(device))
 
     @property

@@ -21,7 +21,13 @@ PathLike = Union[str, os.PathLike]
 
 #: Output extension -> Pillow format name. GIF is refused: it would quietly reduce to 256 colours.
 IMAGE_FORMATS = {
-    ".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF",
+    ".png": "PNG",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".webp": "WEBP",
+    ".bmp": "BMP",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
 }
 DEFAULT_IMAGE_EXT = ".png"
 
@@ -37,8 +43,10 @@ def image_format(path: PathLike) -> str:
         return IMAGE_FORMATS[suffix]
     known = ", ".join(sorted(IMAGE_FORMATS))
     if not suffix:
-        raise OutputError(f"{path}: no image extension; name the format (e.g. {Path(path).name}.png) "
-                          f"or end the path with / to write a folder")
+        raise OutputError(
+            f"{path}: no image extension; name the format (e.g. {Path(path).name}.png) "
+            f"or end the path with / to write a folder"
+        )
     why = " (GIF keeps only 256 colours)" if suffix == ".gif" else ""
     raise OutputError(f"{path}: cannot write {suffix} images{why}; use one of {known}")
 
@@ -97,8 +105,10 @@ def check_output_not_input(
         if _same(out, inp):
             raise OutputError(f"{out}: is the input {inp}; choose another output")
         if reread and os.path.isdir(in_real) and _inside(out_real, in_real):
-            raise OutputError(f"{out}: is inside the input folder {inp} (outputs would be read back as inputs); "
-                              "choose an output outside it")
+            raise OutputError(
+                f"{out}: is inside the input folder {inp} (outputs would be read back as inputs); "
+                "choose an output outside it"
+            )
         if replaces_folder and _inside(in_real, out_real):
             raise OutputError(f"{out}: contains the input {inp} and would be replaced; choose another output")
 
@@ -120,8 +130,12 @@ def check_planned_outputs(
             seen[key] = source
     if clashes:
         more = f" (and {len(clashes) - 3} more)" if len(clashes) > 3 else ""
-        raise OutputError(f"{clashes[0].split(' from ')[0]}: two inputs would write the same file: "
-                          + "; ".join(clashes[:3]) + more + "; rename one of them")
+        raise OutputError(
+            f"{clashes[0].split(' from ')[0]}: two inputs would write the same file: "
+            + "; ".join(clashes[:3])
+            + more
+            + "; rename one of them"
+        )
     files = [Path(p) for p in inputs if os.path.isfile(p)]
     for dest in outputs:
         for inp in files:

@@ -40,7 +40,7 @@ def reason_of(error: BaseException, name: str = "") -> str:
     else:
         text = one_line(str(error)) or type(error).__name__
     if name and text.startswith(f"{name}: "):
-        text = text[len(name) + 2:]
+        text = text[len(name) + 2 :]
     if isinstance(error, MemoryError):
         text = "not enough memory to decode it" + (f" ({text})" if text != "MemoryError" else "")
     return text

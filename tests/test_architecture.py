@@ -28,15 +28,27 @@ def test_v1_encoder_and_decoder_split_matches_the_spec_arithmetic():
 
 
 def test_mdiffae_v2_configuration_fits_its_published_size():
-    n = count(decoder_depth=8, decoder_start_blocks=2, decoder_end_blocks=2, latent_channels=96,
-              outer_norms=False, pdg_mode="dual")
+    n = count(
+        decoder_depth=8,
+        decoder_start_blocks=2,
+        decoder_end_blocks=2,
+        latent_channels=96,
+        outer_norms=False,
+        pdg_mode="dual",
+    )
     # 461.2 MiB of float32 (model card) brackets the count.
     assert 120_886_067 <= n <= 120_912_281
 
 
 def test_irdiffae_configuration_fits_its_published_size():
-    n = count(decoder_depth=8, decoder_start_blocks=2, decoder_end_blocks=2, latent_channels=128,
-              outer_norms=False, pdg_mode="path_drop")
+    n = count(
+        decoder_depth=8,
+        decoder_start_blocks=2,
+        decoder_end_blocks=2,
+        latent_channels=128,
+        outer_norms=False,
+        pdg_mode="path_drop",
+    )
     assert 120_938_496 <= n <= 120_964_710
 
 
@@ -114,13 +126,26 @@ def test_gradient_checkpointing_toggles_and_gives_same_gradients():
 
 # The tensor names the public evidence fixes (README "Evidence"): the same in every family member.
 EVIDENCE_NAMES = [
-    "decoder.patchify.proj.weight", "decoder.latent_up.weight", "decoder.fuse_in.weight", "decoder.time_embed.freqs",
-    "decoder.time_embed.proj_in.weight", "decoder.time_embed.proj_out.weight", "decoder.adaln_base.proj.bias",
-    "decoder.adaln_deltas.0.down.weight", "decoder.adaln_deltas.0.up.weight", "decoder.out_proj.weight",
-    "encoder.patchify.proj.weight", "encoder.to_bottleneck.weight",
+    "decoder.patchify.proj.weight",
+    "decoder.latent_up.weight",
+    "decoder.fuse_in.weight",
+    "decoder.time_embed.freqs",
+    "decoder.time_embed.proj_in.weight",
+    "decoder.time_embed.proj_out.weight",
+    "decoder.adaln_base.proj.bias",
+    "decoder.adaln_deltas.0.down.weight",
+    "decoder.adaln_deltas.0.up.weight",
+    "decoder.out_proj.weight",
+    "encoder.patchify.proj.weight",
+    "encoder.to_bottleneck.weight",
 ]
-SKIP_NAMES = ["decoder.start_blocks.0.conv1.weight", "decoder.middle_blocks.0.conv1.weight",
-              "decoder.end_blocks.0.conv1.weight", "decoder.fuse_skip.weight", "decoder.path_drop_mask_feature"]
+SKIP_NAMES = [
+    "decoder.start_blocks.0.conv1.weight",
+    "decoder.middle_blocks.0.conv1.weight",
+    "decoder.end_blocks.0.conv1.weight",
+    "decoder.fuse_skip.weight",
+    "decoder.path_drop_mask_feature",
+]
 
 
 @pytest.mark.parametrize("family", ["mdiffae_v1", "mdiffae_v2", "irdiffae_v1", "semdisdiffae"])
@@ -134,13 +159,24 @@ def test_every_family_member_uses_the_published_tensor_names(family):
         names = SKIP_NAMES if family != "semdisdiffae" else [n.replace("conv1", "pwconv1") for n in SKIP_NAMES]
         assert set(names) <= keys
     if family == "mdiffae_v1":
-        assert {"decoder.mask_feature", "decoder.norm_in.weight", "decoder.latent_norm.weight",
-                "decoder.norm_out.weight", "encoder.norm_out.weight", "decoder.blocks.0.conv1.weight"} <= keys
+        assert {
+            "decoder.mask_feature",
+            "decoder.norm_in.weight",
+            "decoder.latent_norm.weight",
+            "decoder.norm_out.weight",
+            "encoder.norm_out.weight",
+            "decoder.blocks.0.conv1.weight",
+        } <= keys
     if family == "mdiffae_v2":
         assert "decoder.latent_mask_feature" in keys and "decoder.norm_in.weight" not in keys
     if family == "semdisdiffae":
-        assert {"latent_norm_running_mean", "latent_norm_running_var", "encoder.blocks.0.layer_scale",
-                "decoder.start_blocks.0.grn.gamma", "decoder.start_blocks.0.dwconv.weight"} <= keys
+        assert {
+            "latent_norm_running_mean",
+            "latent_norm_running_var",
+            "encoder.blocks.0.layer_scale",
+            "decoder.start_blocks.0.grn.gamma",
+            "decoder.start_blocks.0.dwconv.weight",
+        } <= keys
         assert "encoder.norm_in.weight" not in keys
 
 

@@ -34,8 +34,24 @@ def test_reconstruct_one_file(tmp_path, model_dir, capsys):
 
 def test_reconstruct_pads_odd_sizes_and_says_so(tmp_path, model_dir, capsys):
     out = tmp_path / "out.png"
-    assert main(["reconstruct", str(photo(tmp_path / "odd.png", w=50, h=37)), str(out), "--model", model_dir,
-                 "--steps", "2", "--pdg-strength", "1.1", "--seed", "3"]) == 0
+    assert (
+        main(
+            [
+                "reconstruct",
+                str(photo(tmp_path / "odd.png", w=50, h=37)),
+                str(out),
+                "--model",
+                model_dir,
+                "--steps",
+                "2",
+                "--pdg-strength",
+                "1.1",
+                "--seed",
+                "3",
+            ]
+        )
+        == 0
+    )
     assert Image.open(out).size == (50, 37)
     assert "not a multiple of 16: padded to 64x48" in capsys.readouterr().err
 
@@ -79,8 +95,18 @@ def test_bad_inputs_give_one_line_errors(tmp_path, model_dir, capsys):
     assert not (tmp_path / "o.png").exists()
     assert main(["decode", str(bad), str(tmp_path / "o.png"), "--model", model_dir]) == 1
     assert "not a latent file" in capsys.readouterr().err
-    assert main(["reconstruct", str(photo(tmp_path / "ok.png")), str(tmp_path / "o.png"), "--model",
-                 str(tmp_path / "nowhere")]) == 1
+    assert (
+        main(
+            [
+                "reconstruct",
+                str(photo(tmp_path / "ok.png")),
+                str(tmp_path / "o.png"),
+                "--model",
+                str(tmp_path / "nowhere"),
+            ]
+        )
+        == 1
+    )
     assert "cannot load model" in capsys.readouterr().err
 
 
@@ -95,7 +121,11 @@ def test_eval_reports_baselines_and_writes_pictures(tmp_path, model_dir, capsys)
     text = capsys.readouterr().out
     assert "bicubic 1/4 PSNR" in text and "**mean**" in text and "vs bicubic 1/8" in text
     assert sorted(p.name for p in out.iterdir()) == [
-        "a_grid.png", "a_latent_pca.png", "b_grid.png", "b_latent_pca.png"]
+        "a_grid.png",
+        "a_latent_pca.png",
+        "b_grid.png",
+        "b_latent_pca.png",
+    ]
     assert Image.open(out / "a_grid.png").size == (3 * 64, 48)
     report = json.loads(js.read_text())
     assert len(report["rows"]) == 2 and "psnr_bicubic8" in report["mean"]

@@ -53,17 +53,27 @@ WINDOW = (1600, 1000)
 # Chromium on a machine without a network: no background traffic, no GPU, no sandbox (root), and
 # every host name but the loopback server's fails at once instead of being looked up.
 CHROMIUM_ARGS = (
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--disable-dev-shm-usage", "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
     f"--window-size={WINDOW[0]},{WINDOW[1]}",
 )
 # Settings a first start would otherwise act on: the template browser that greets a new user would
 # cover the canvas, and the minimap would cover part of it.
 FRONTEND_SETTINGS = {"Comfy.TutorialCompleted": True, "Comfy.Minimap.Visible": False}
 
-pytestmark = [pytest.mark.comfyui, pytest.mark.slow,
-              pytest.mark.skipif(comfyui_skip_reason() is not None, reason=str(comfyui_skip_reason()))]
+pytestmark = [
+    pytest.mark.comfyui,
+    pytest.mark.slow,
+    pytest.mark.skipif(comfyui_skip_reason() is not None, reason=str(comfyui_skip_reason())),
+]
 
 
 def _binary(env: str, default: str, name: str) -> str | None:
@@ -150,6 +160,7 @@ return titles;
 
 # --- fixtures ------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def artifacts(request, tmp_path_factory):
     folder = Path(os.environ.get("MDIFFAE_BROWSER_ARTIFACTS") or tmp_path_factory.mktemp("browser_artifacts"))
@@ -188,14 +199,18 @@ def browser(comfy, tmp_path_factory):
     options.binary_location = _binary("CHROMIUM", "/usr/bin/chromium", "chromium")
     for arg in CHROMIUM_ARGS + (f"--user-data-dir={tmp_path_factory.mktemp('chromium_profile')}",):
         options.add_argument(arg)
-    service = Service(_binary("CHROMEDRIVER", "/usr/bin/chromedriver", "chromedriver"),
-                      log_output=str(comfy.base / "chromedriver.log"))
+    service = Service(
+        _binary("CHROMEDRIVER", "/usr/bin/chromedriver", "chromedriver"),
+        log_output=str(comfy.base / "chromedriver.log"),
+    )
     driver = webdriver.Chrome(service=service, options=options)
     try:
         driver.set_script_timeout(120)
         # The page itself WINDOW[0] x WINDOW[1] (--window-size counts the browser's frame too).
-        driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
-                               {"width": WINDOW[0], "height": WINDOW[1], "deviceScaleFactor": 1, "mobile": False})
+        driver.execute_cdp_cmd(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": WINDOW[0], "height": WINDOW[1], "deviceScaleFactor": 1, "mobile": False},
+        )
         driver.get(comfy.url + "/")
         deadline = time.time() + 120
         while not driver.execute_script(READY_JS):
@@ -209,10 +224,11 @@ def browser(comfy, tmp_path_factory):
 
 # --- helpers -------------------------------------------------------------------------------------
 
+
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     """PSNR in dB of two uint8 images of one shape, on the [0, 255] scale."""
     mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float("inf") if mse == 0 else float(10 * np.log10(255.0 ** 2 / mse))
+    return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
 
 
 def rgb(path: Path) -> np.ndarray:
@@ -276,8 +292,14 @@ def round_trip_source(prompt: dict, node_id: str) -> str | None:
         if node["class_type"] == "LoadImage":
             return node_id if decoded else None
         decoded = decoded or "Decode" in node["class_type"]
-        link = next((node["inputs"][k] for k in ("images", "image", "pixels", "samples")
-                     if isinstance(node["inputs"].get(k), list)), None)
+        link = next(
+            (
+                node["inputs"][k]
+                for k in ("images", "image", "pixels", "samples")
+                if isinstance(node["inputs"].get(k), list)
+            ),
+            None,
+        )
         if link is None:
             return None
         node_id = str(link[0])
@@ -297,6 +319,7 @@ def close_dialogs(browser) -> list:
 
 # --- tests ---------------------------------------------------------------------------------------
 
+
 def graph_problems(nodes: list) -> list:
     """Unregistered node types, and combo widgets holding a value outside their options."""
     problems = []
@@ -306,8 +329,7 @@ def graph_problems(nodes: list) -> list:
             problems.append(f"{label}: node type is not registered in this ComfyUI")
         for w in n["widgets"]:
             if w["values"] is not None and w["value"] not in w["values"]:
-                problems.append(f"{label}: combo widget {w['name']!r} holds {w['value']!r}, "
-                                f"not one of {w['values']}")
+                problems.append(f"{label}: combo widget {w['name']!r} holds {w['value']!r}, not one of {w['values']}")
     return problems
 
 
@@ -346,8 +368,10 @@ def check_outputs(comfy, prompt: dict, entry: dict, artifacts: Path, stem: str, 
                 value, note = round_trip_psnr(comfy, prompt, source, f)
                 summary["psnr_db"][img["filename"]] = f"{value:.2f}{note}" if note else round(value, 2)
                 if value < MIN_ROUND_TRIP_PSNR:
-                    problems.append(f"output node {node_id}: round trip {img['filename']} is {value:.2f} dB "
-                                    f"from its input, below {MIN_ROUND_TRIP_PSNR} dB")
+                    problems.append(
+                        f"output node {node_id}: round trip {img['filename']} is {value:.2f} dB "
+                        f"from its input, below {MIN_ROUND_TRIP_PSNR} dB"
+                    )
             pictures.append((node_id, copy, value))
     return problems, pictures
 
@@ -356,8 +380,9 @@ def captioned(comfy, prompt: dict, nodes: list, pictures: list) -> list:
     """``(caption, file)`` for the README strip: the input image, then each output titled by the node
     that made it (and its round-trip PSNR)."""
     titles = {str(n["id"]): n["title"] for n in nodes}
-    items = [("input", input_file(comfy, n["inputs"]["image"])) for n in prompt.values()
-             if n["class_type"] == "LoadImage"][:1]
+    items = [
+        ("input", input_file(comfy, n["inputs"]["image"])) for n in prompt.values() if n["class_type"] == "LoadImage"
+    ][:1]
     for node_id, path, value in pictures:
         maker = str(prompt[node_id]["inputs"]["images"][0])
         title = titles.get(maker, prompt[maker]["class_type"])
@@ -389,8 +414,9 @@ def test_workflow_opens_and_runs_in_the_frontend(comfy, browser, artifacts, path
     (artifacts / f"{stem}.prompt.json").write_text(json.dumps(prompt, indent=1) + "\n")
     # As the Run button queues it: the frontend's client id (so it shows progress and results) and
     # the workflow in extra_pnginfo.
-    entry = comfy.run_prompt(prompt, timeout=900, client_id=made["client_id"],
-                             extra_data={"extra_pnginfo": {"workflow": made["workflow"]}})
+    entry = comfy.run_prompt(
+        prompt, timeout=900, client_id=made["client_id"], extra_data={"extra_pnginfo": {"workflow": made["workflow"]}}
+    )
     if entry.get("status", {}).get("status_str") != "success":
         problems.append(describe_failure(entry))
     else:
@@ -408,8 +434,10 @@ def test_workflow_opens_and_runs_in_the_frontend(comfy, browser, artifacts, path
     summary["problems"] = problems
     (artifacts / f"{stem}.summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     if problems:  # the list alone (pytrace=False): the test's source would only hide it
-        pytest.fail(f"{path.name}: {len(problems)} problem(s) (artifacts in {artifacts}):\n- " + "\n- ".join(problems),
-                    pytrace=False)
+        pytest.fail(
+            f"{path.name}: {len(problems)} problem(s) (artifacts in {artifacts}):\n- " + "\n- ".join(problems),
+            pytrace=False,
+        )
 
 
 def test_workflow_templates_list_this_pack(comfy):
@@ -429,8 +457,16 @@ def test_combo_value_outside_its_options_is_a_node_error(comfy):
     allowed = spec["dtype"][1]["options"]
     prompt = {
         "1": {"class_type": "LoadImage", "inputs": {"image": "example.png"}},
-        "2": {"class_type": "MDiffAELoader", "inputs": {"checkpoint": spec["checkpoint"][1]["options"][0], "steps": 1,
-                                                       "pdg_strength": 1.0, "seed": 0, "dtype": "fixed"}},
+        "2": {
+            "class_type": "MDiffAELoader",
+            "inputs": {
+                "checkpoint": spec["checkpoint"][1]["options"][0],
+                "steps": 1,
+                "pdg_strength": 1.0,
+                "seed": 0,
+                "dtype": "fixed",
+            },
+        },
         "3": {"class_type": "VAEEncode", "inputs": {"pixels": ["1", 0], "vae": ["2", 0]}},
         "4": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["2", 0]}},
         "5": {"class_type": "SaveImage", "inputs": {"images": ["4", 0], "filename_prefix": "bad_dtype"}},

@@ -52,16 +52,23 @@ def build_workflows():
 def test_library_import_does_not_import_comfyui():
     import subprocess
 
-    code = ("import sys, diffusers_mdiffae, diffusers_mdiffae.comfy_bridge; print(any(m.startswith('comfy') "
-            "and m != 'comfy_bridge' for m in sys.modules if not m.startswith('diffusers_mdiffae')))")
+    code = (
+        "import sys, diffusers_mdiffae, diffusers_mdiffae.comfy_bridge; print(any(m.startswith('comfy') "
+        "and m != 'comfy_bridge' for m in sys.modules if not m.startswith('diffusers_mdiffae')))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "False"
 
 
 def test_schemas_are_prefixed_and_typed(comfy):
     schemas = {n.define_schema().node_id: n.define_schema() for n in comfy.nodes.NODES}
-    assert set(schemas) == {"MDiffAELoader", "MDiffAEEncode", "MDiffAEDecode", "MDiffAELatentPreview",
-                            "MDiffAEEmptyLatent"}
+    assert set(schemas) == {
+        "MDiffAELoader",
+        "MDiffAEEncode",
+        "MDiffAEDecode",
+        "MDiffAELatentPreview",
+        "MDiffAEEmptyLatent",
+    }
     loader = schemas["MDiffAELoader"]
     assert [i.id for i in loader.inputs] == ["checkpoint", "steps", "pdg_strength", "seed", "dtype"]
     assert "mdiffae/tiny/diffusion_pytorch_model.safetensors" in loader.inputs[0].options
@@ -84,8 +91,9 @@ def test_entrypoint_lists_the_nodes(comfy):
 
 
 def test_repository_root_is_a_loadable_custom_node_package(comfy):
-    spec = importlib.util.spec_from_file_location("custom_nodes_mdiffae", ROOT / "__init__.py",
-                                                  submodule_search_locations=[str(ROOT)])
+    spec = importlib.util.spec_from_file_location(
+        "custom_nodes_mdiffae", ROOT / "__init__.py", submodule_search_locations=[str(ROOT)]
+    )
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     try:
@@ -123,8 +131,11 @@ def test_loader_refuses_a_checkpoint_of_the_wrong_kind(comfy, tmp_path):
     vae_dir = tmp_path / "models" / "vae"
     vae_dir.mkdir(parents=True)
     save_file({"decoder.conv_in.weight": torch.zeros(4, 4, 3, 3)}, vae_dir / "sd_vae.safetensors")
-    with pytest.raises(ValueError, match="sd_vae.safetensors is not an mDiffAE-family checkpoint: it has no "
-                                         r"decoder.patchify.proj.weight \(an SD/FLUX VAE has decoder.conv_in.weight"):
+    with pytest.raises(
+        ValueError,
+        match="sd_vae.safetensors is not an mDiffAE-family checkpoint: it has no "
+        r"decoder.patchify.proj.weight \(an SD/FLUX VAE has decoder.conv_in.weight",
+    ):
         load_vae(comfy, checkpoint="vae/sd_vae.safetensors")
     # refused before the run too, from the header alone
     message = comfy.nodes.MDiffAELoader.validate_inputs(checkpoint="vae/sd_vae.safetensors", dtype="auto")
@@ -233,8 +244,12 @@ def test_loader_takes_a_single_file_of_every_family_member(comfy, tmp_path, fami
     model = make_tiny(seed=4, family=family)
     save_single(model, tmp_path / "models" / folder / f"tiny_{family}.safetensors")
     checkpoint = f"{folder}/tiny_{family}.safetensors"
-    assert comfy.nodes.MDiffAELoader.validate_inputs(checkpoint=checkpoint, steps=1, pdg_strength=1.0, seed=0,
-                                                     dtype="auto") is True
+    assert (
+        comfy.nodes.MDiffAELoader.validate_inputs(
+            checkpoint=checkpoint, steps=1, pdg_strength=1.0, seed=0, dtype="auto"
+        )
+        is True
+    )
     vae = load_vae(comfy, checkpoint=checkpoint)
     inner = vae.first_stage_model.vae
     assert type(inner) is type(model)
@@ -266,8 +281,15 @@ def test_decode_node_passes_sampler_schedule_and_strength_to_the_model(comfy):
     for sampler, schedule, strength in [("ddim", "linear", 1.0), ("dpmpp_2m", "cosine", 0.7), ("ddim", "cosine", 0.5)]:
         got = comfy.nodes.MDiffAEDecode.execute({"samples": z}, vae, 3, 1.1, 5, sampler, schedule, strength).args[0]
         with torch.no_grad():
-            ref = inner.decode(z, num_inference_steps=3, pdg_strength=1.1, seed=5, sampler=sampler, schedule=schedule,
-                               strength=strength).sample
+            ref = inner.decode(
+                z,
+                num_inference_steps=3,
+                pdg_strength=1.1,
+                seed=5,
+                sampler=sampler,
+                schedule=schedule,
+                strength=strength,
+            ).sample
         assert torch.allclose(got, ((ref.float() + 1) / 2).clamp(0, 1).movedim(1, -1), atol=1e-6), (sampler, schedule)
     a = comfy.nodes.MDiffAEDecode.execute({"samples": z}, vae, 3, 1.0, 5, "ddim").args[0]
     b = comfy.nodes.MDiffAEDecode.execute({"samples": z}, vae, 3, 1.0, 5, "dpmpp_2m").args[0]
@@ -277,22 +299,34 @@ def test_decode_node_passes_sampler_schedule_and_strength_to_the_model(comfy):
 # -- inputs are checked before work starts ---------------------------------------------------------
 
 
-@pytest.mark.parametrize("node, values, words", [
-    ("MDiffAELoader", {"dtype": "fixed"}, ["dtype 'fixed' is not one of its choices", "'auto'", "'float32'",
-                                            "'bfloat16'", "'float16'"]),
-    ("MDiffAELoader", {"checkpoint": "mdiffae/missing.safetensors"},
-     ["checkpoint 'mdiffae/missing.safetensors' is not one of its choices", "'(bundled demo checkpoint)'"]),
-    ("MDiffAELoader", {"steps": 0}, ["steps must be a whole number from 1 to 100, got 0"]),
-    ("MDiffAELoader", {"seed": -1}, ["seed must be a whole number from 0 to 18446744073709551615, got -1"]),
-    ("MDiffAELoader", {"pdg_strength": float("nan")}, ["pdg_strength must be a number from 0 to 5, got nan"]),
-    ("MDiffAEDecode", {"sampler": "euler"}, ["sampler 'euler' is not one of its choices: 'ddim', 'dpmpp_2m'"]),
-    ("MDiffAEDecode", {"schedule": "karras"}, ["schedule 'karras' is not one of its choices: 'linear', 'cosine'"]),
-    ("MDiffAEDecode", {"strength": 0.0}, ["strength must be a number from 0.01 to 1, got 0.0"]),
-    ("MDiffAEDecode", {"steps": 2.5, "sampler": "x"}, ["steps must be a whole number from 1 to 100, got 2.5",
-                                                     "sampler 'x' is not one of its choices"]),
-    ("MDiffAELatentPreview", {"upscale": 65}, ["upscale must be a whole number from 1 to 64, got 65"]),
-    ("MDiffAEEmptyLatent", {"width": 8}, ["width must be a whole number from 16 to 16384, got 8"]),
-])
+@pytest.mark.parametrize(
+    "node, values, words",
+    [
+        (
+            "MDiffAELoader",
+            {"dtype": "fixed"},
+            ["dtype 'fixed' is not one of its choices", "'auto'", "'float32'", "'bfloat16'", "'float16'"],
+        ),
+        (
+            "MDiffAELoader",
+            {"checkpoint": "mdiffae/missing.safetensors"},
+            ["checkpoint 'mdiffae/missing.safetensors' is not one of its choices", "'(bundled demo checkpoint)'"],
+        ),
+        ("MDiffAELoader", {"steps": 0}, ["steps must be a whole number from 1 to 100, got 0"]),
+        ("MDiffAELoader", {"seed": -1}, ["seed must be a whole number from 0 to 18446744073709551615, got -1"]),
+        ("MDiffAELoader", {"pdg_strength": float("nan")}, ["pdg_strength must be a number from 0 to 5, got nan"]),
+        ("MDiffAEDecode", {"sampler": "euler"}, ["sampler 'euler' is not one of its choices: 'ddim', 'dpmpp_2m'"]),
+        ("MDiffAEDecode", {"schedule": "karras"}, ["schedule 'karras' is not one of its choices: 'linear', 'cosine'"]),
+        ("MDiffAEDecode", {"strength": 0.0}, ["strength must be a number from 0.01 to 1, got 0.0"]),
+        (
+            "MDiffAEDecode",
+            {"steps": 2.5, "sampler": "x"},
+            ["steps must be a whole number from 1 to 100, got 2.5", "sampler 'x' is not one of its choices"],
+        ),
+        ("MDiffAELatentPreview", {"upscale": 65}, ["upscale must be a whole number from 1 to 64, got 65"]),
+        ("MDiffAEEmptyLatent", {"width": 8}, ["width must be a whole number from 16 to 16384, got 8"]),
+    ],
+)
 def test_a_bad_value_is_refused_with_a_sentence_before_and_at_run_time(comfy, node, values, words):
     cls = getattr(comfy.nodes, node)
     message = cls.validate_inputs(**values)
@@ -301,10 +335,23 @@ def test_a_bad_value_is_refused_with_a_sentence_before_and_at_run_time(comfy, no
         assert w in message
     # defence in depth: execute refuses it too, with the same sentence and never a KeyError
     good = {
-        "MDiffAELoader": {"checkpoint": "mdiffae/tiny/diffusion_pytorch_model.safetensors", "steps": 1,
-                          "pdg_strength": 1.0, "seed": 0, "dtype": "auto"},
-        "MDiffAEDecode": {"samples": {"samples": torch.zeros(1, 64, 1, 1)}, "vae": None, "steps": 1,
-                          "pdg_strength": 1.0, "seed": 0, "sampler": "ddim", "schedule": "linear", "strength": 1.0},
+        "MDiffAELoader": {
+            "checkpoint": "mdiffae/tiny/diffusion_pytorch_model.safetensors",
+            "steps": 1,
+            "pdg_strength": 1.0,
+            "seed": 0,
+            "dtype": "auto",
+        },
+        "MDiffAEDecode": {
+            "samples": {"samples": torch.zeros(1, 64, 1, 1)},
+            "vae": None,
+            "steps": 1,
+            "pdg_strength": 1.0,
+            "seed": 0,
+            "sampler": "ddim",
+            "schedule": "linear",
+            "strength": 1.0,
+        },
         "MDiffAELatentPreview": {"samples": {"samples": torch.zeros(1, 64, 1, 1)}, "upscale": 1},
         "MDiffAEEmptyLatent": {"vae": None, "width": 16, "height": 16, "batch_size": 1},
     }[node]
@@ -315,10 +362,18 @@ def test_a_bad_value_is_refused_with_a_sentence_before_and_at_run_time(comfy, no
 
 def test_good_and_linked_values_pass_validation(comfy):
     nodes = comfy.nodes
-    assert nodes.MDiffAELoader.validate_inputs(checkpoint="(bundled demo checkpoint)", steps=100, pdg_strength=5,
-                                               seed=2**64 - 1, dtype="bfloat16") is True
-    assert nodes.MDiffAEDecode.validate_inputs(steps=1, pdg_strength=0.0, seed=0, sampler="dpmpp_2m",
-                                               schedule="cosine", strength=0.01) is True
+    assert (
+        nodes.MDiffAELoader.validate_inputs(
+            checkpoint="(bundled demo checkpoint)", steps=100, pdg_strength=5, seed=2**64 - 1, dtype="bfloat16"
+        )
+        is True
+    )
+    assert (
+        nodes.MDiffAEDecode.validate_inputs(
+            steps=1, pdg_strength=0.0, seed=0, sampler="dpmpp_2m", schedule="cosine", strength=0.01
+        )
+        is True
+    )
     # a linked input (e.g. a seed from a primitive node) arrives as None: nothing to check yet
     assert nodes.MDiffAEDecode.validate_inputs(steps=None, seed=None, sampler=None) is True
     assert nodes.MDiffAEEmptyLatent.validate_inputs(width=512, height=512, batch_size=1) is True
@@ -347,8 +402,12 @@ def test_every_node_with_widgets_validates(comfy):
 def test_check_values_messages():
     from diffusers_mdiffae.comfy_bridge import InputSpec, check_values
 
-    specs = [InputSpec("mode", "COMBO", options=("a", "b")), InputSpec("n", "INT", min=1, max=3),
-             InputSpec("x", "FLOAT", min=0.5), InputSpec("files", "COMBO", options=())]
+    specs = [
+        InputSpec("mode", "COMBO", options=("a", "b")),
+        InputSpec("n", "INT", min=1, max=3),
+        InputSpec("x", "FLOAT", min=0.5),
+        InputSpec("files", "COMBO", options=()),
+    ]
     assert check_values(specs, {"mode": "a", "n": 2, "x": 9.0}) is None
     assert check_values(specs, {"mode": "c"}) == "mode 'c' is not one of its choices: 'a', 'b'."
     assert check_values(specs, {"n": True}) == "n must be a whole number from 1 to 3, got True."
@@ -391,15 +450,32 @@ def test_workflows_are_current_and_derived_from_the_node_definitions():
 def test_pack_node_definitions_follow_the_frontend_rules():
     bw = build_workflows()
     loader = list(bw.node_spec("MDiffAELoader").widgets)
-    assert [(w.name, w.extra) for w in loader] == [("checkpoint", None), ("steps", None), ("pdg_strength", None),
-                                                    ("seed", None), ("dtype", None)]
+    assert [(w.name, w.extra) for w in loader] == [
+        ("checkpoint", None),
+        ("steps", None),
+        ("pdg_strength", None),
+        ("seed", None),
+        ("dtype", None),
+    ]
     decode = bw.node_spec("MDiffAEDecode")
     assert [(w.name, w.extra) for w in decode.widgets] == [
-        ("steps", None), ("pdg_strength", None), ("seed", "control"), ("sampler", None), ("schedule", None),
-        ("strength", None)]
+        ("steps", None),
+        ("pdg_strength", None),
+        ("seed", "control"),
+        ("sampler", None),
+        ("schedule", None),
+        ("strength", None),
+    ]
     assert decode.inputs == (("samples", "LATENT"), ("vae", "VAE")) and decode.outputs == (("IMAGE", "IMAGE"),)
     assert bw.widgets_values("MDiffAEDecode", steps=4, sampler="dpmpp_2m") == [
-        4, 1.0, 0, "fixed", "dpmpp_2m", "linear", 1.0]
+        4,
+        1.0,
+        0,
+        "fixed",
+        "dpmpp_2m",
+        "linear",
+        1.0,
+    ]
     assert bw.widgets_values("LoadImage", image="example.png") == ["example.png", "image"]
     with pytest.raises(KeyError, match="no widget"):
         bw.widgets_values("MDiffAEDecode", control_after_generate="fixed")
@@ -411,22 +487,34 @@ def test_pack_node_definitions_follow_the_frontend_rules():
 
 def test_object_info_rules_match_the_frontend():
     bw = build_workflows()
-    info = {"input": {"required": {
-        "image": [["a.png", "b.png"], {"image_upload": True}],
-        "seed": ["INT", {"default": 0, "min": 0, "max": 10}],
-        "noise_seed": ["INT", {"default": 1, "control_after_generate": False}],
-        "count": ["INT", {"default": 2, "control_after_generate": True}],
-        "mode": ["COMBO", {"options": ["x", "y"]}],
-        "pixels": ["IMAGE", {}],
-        "linked": ["FLOAT", {"forceInput": True}],
-    }, "optional": {"note": ["STRING", {"default": "hi"}]}, "hidden": {"prompt": "PROMPT"}},
-        "input_order": {"required": ["image", "seed", "noise_seed", "count", "mode", "pixels", "linked"],
-                        "optional": ["note"]}}
+    info = {
+        "input": {
+            "required": {
+                "image": [["a.png", "b.png"], {"image_upload": True}],
+                "seed": ["INT", {"default": 0, "min": 0, "max": 10}],
+                "noise_seed": ["INT", {"default": 1, "control_after_generate": False}],
+                "count": ["INT", {"default": 2, "control_after_generate": True}],
+                "mode": ["COMBO", {"options": ["x", "y"]}],
+                "pixels": ["IMAGE", {}],
+                "linked": ["FLOAT", {"forceInput": True}],
+            },
+            "optional": {"note": ["STRING", {"default": "hi"}]},
+            "hidden": {"prompt": "PROMPT"},
+        },
+        "input_order": {
+            "required": ["image", "seed", "noise_seed", "count", "mode", "pixels", "linked"],
+            "optional": ["note"],
+        },
+    }
     W = bw.Widget
     assert bw.widgets_from_object_info(info) == (
-        W("image", "COMBO", "a.png", ("a.png", "b.png"), extra="upload"), W("seed", "INT", 0, None, 0, 10, "control"),
-        W("noise_seed", "INT", 1), W("count", "INT", 2, extra="control"), W("mode", "COMBO", "x", ("x", "y")),
-        W("note", "STRING", "hi"))
+        W("image", "COMBO", "a.png", ("a.png", "b.png"), extra="upload"),
+        W("seed", "INT", 0, None, 0, 10, "control"),
+        W("noise_seed", "INT", 1),
+        W("count", "INT", 2, extra="control"),
+        W("mode", "COMBO", "x", ("x", "y")),
+        W("note", "STRING", "hi"),
+    )
 
 
 def test_graphs_leave_room_under_every_node():
@@ -434,10 +522,12 @@ def test_graphs_leave_room_under_every_node():
     nodes have room for the picture under their widgets."""
     bw = build_workflows()
     for name, build in bw.WORKFLOWS.items():
-        boxes = [(n["pos"][0], n["pos"][1] - 30 - 22, n["pos"][0] + n["size"][0], n["pos"][1] + n["size"][1], n)
-                 for n in build()["nodes"]]
+        boxes = [
+            (n["pos"][0], n["pos"][1] - 30 - 22, n["pos"][0] + n["size"][0], n["pos"][1] + n["size"][1], n)
+            for n in build()["nodes"]
+        ]
         for i, a in enumerate(boxes):
-            for b in boxes[i + 1:]:
+            for b in boxes[i + 1 :]:
                 overlap = a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
                 assert not overlap, (name, a[4]["type"], b[4]["type"])
             if a[4]["type"] in bw.IMAGE_NODES:

@@ -30,8 +30,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # fixtures, when run a
 
 from fixtures.comfyui_server import ROOT, comfyui_dir, comfyui_python, comfyui_server, comfyui_skip_reason  # noqa: E402
 
-pytestmark = [pytest.mark.comfyui, pytest.mark.slow,
-              pytest.mark.skipif(comfyui_skip_reason() is not None, reason=str(comfyui_skip_reason()))]
+pytestmark = [
+    pytest.mark.comfyui,
+    pytest.mark.slow,
+    pytest.mark.skipif(comfyui_skip_reason() is not None, reason=str(comfyui_skip_reason())),
+]
 
 FAMILIES = ("mdiffae_v1", "mdiffae_v2", "irdiffae_v1", "semdisdiffae")
 LATENT_CHANNELS = {"mdiffae_v1": 64, "mdiffae_v2": 96, "irdiffae_v1": 128, "semdisdiffae": 128}
@@ -117,8 +120,10 @@ def with_input(prompt, class_type, name, value):
 
 def _comparable(widgets, node_type, bw):
     """Widgets with the file lists (which depend on what is installed) left out."""
-    return [bw.Widget(w.name, w.kind, None, None, w.min, w.max, w.extra) if (node_type, w.name) in bw.FILE_COMBOS
-            else w for w in widgets]
+    return [
+        bw.Widget(w.name, w.kind, None, None, w.min, w.max, w.extra) if (node_type, w.name) in bw.FILE_COMBOS else w
+        for w in widgets
+    ]
 
 
 def _sockets(info):
@@ -139,19 +144,23 @@ def test_builder_node_tables_match_object_info(object_info, table):
     specs = bw.STOCK if table == "stock" else bw.pack_specs()
     for node_type, spec in specs.items():
         info = object_info[node_type]
-        assert _comparable(bw.widgets_from_object_info(info), node_type, bw) == \
-            _comparable(spec.widgets, node_type, bw), node_type
+        assert _comparable(bw.widgets_from_object_info(info), node_type, bw) == _comparable(
+            spec.widgets, node_type, bw
+        ), node_type
         assert _sockets(info) == (spec.inputs, spec.outputs), node_type
 
 
 # -- workflows ------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name, size, count", [
-    ("mdiffae_roundtrip_stock_nodes.json", (768, 768), 1),
-    ("mdiffae_decode_steps_pdg.json", (768, 768), 5),
-    ("mdiffae_tiled_highres.json", (1024, 1024), 1),
-])
+@pytest.mark.parametrize(
+    "name, size, count",
+    [
+        ("mdiffae_roundtrip_stock_nodes.json", (768, 768), 1),
+        ("mdiffae_decode_steps_pdg.json", (768, 768), 5),
+        ("mdiffae_tiled_highres.json", (1024, 1024), 1),
+    ],
+)
 def test_workflow_runs(server, name, size, count):
     from PIL import Image
 
@@ -196,8 +205,9 @@ def test_comfyui_partial_loading_casts_our_layers_and_decodes_the_same(tmp_path)
     import subprocess
 
     script = PARTIAL_LOAD_SCRIPT.replace("COMFY_DIR", repr(str(comfyui_dir()))).replace("REPO_DIR", repr(str(ROOT)))
-    res = subprocess.run([str(comfyui_python()), "-c", script], capture_output=True, text=True, cwd=comfyui_dir(),
-                         timeout=300)
+    res = subprocess.run(
+        [str(comfyui_python()), "-c", script], capture_output=True, text=True, cwd=comfyui_dir(), timeout=300
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     out = json.loads(res.stdout.strip().splitlines()[-1])
     assert out["cast_layers"] > 10 and out["max_diff"] < 1e-5, out
@@ -236,13 +246,16 @@ def test_wrong_checkpoint_kind_is_refused_before_the_run(server):
     assert "sd_vae.safetensors is not an mDiffAE-family checkpoint" in text and "decoder.conv_in.weight" in text
 
 
-@pytest.mark.parametrize("class_type, name, value, words", [
-    ("MDiffAELoader", "dtype", "fixed", ["dtype 'fixed' is not one of its choices", "'bfloat16'"]),
-    ("MDiffAEDecode", "sampler", "euler", ["sampler 'euler' is not one of its choices: 'ddim', 'dpmpp_2m'"]),
-    ("MDiffAEDecode", "schedule", "karras", ["schedule 'karras' is not one of its choices: 'linear', 'cosine'"]),
-    ("MDiffAEDecode", "strength", 1.5, ["strength must be a number from 0.01 to 1, got 1.5"]),
-    ("MDiffAEDecode", "steps", 0, ["steps must be a whole number from 1 to 100, got 0"]),
-])
+@pytest.mark.parametrize(
+    "class_type, name, value, words",
+    [
+        ("MDiffAELoader", "dtype", "fixed", ["dtype 'fixed' is not one of its choices", "'bfloat16'"]),
+        ("MDiffAEDecode", "sampler", "euler", ["sampler 'euler' is not one of its choices: 'ddim', 'dpmpp_2m'"]),
+        ("MDiffAEDecode", "schedule", "karras", ["schedule 'karras' is not one of its choices: 'linear', 'cosine'"]),
+        ("MDiffAEDecode", "strength", 1.5, ["strength must be a number from 0.01 to 1, got 1.5"]),
+        ("MDiffAEDecode", "steps", 0, ["steps must be a whole number from 1 to 100, got 0"]),
+    ],
+)
 def test_bad_widget_values_are_node_errors_before_the_run(server, class_type, name, value, words):
     bw = workflows()
     entry = run_prompt(server, with_input(bw.to_api(bw.steps_and_pdg()), class_type, name, value))
@@ -266,13 +279,23 @@ def test_interrupt_stops_a_multi_step_decode_within_a_step(server):
     decoders = [k for k, n in prompt.items() if n["class_type"] == "MDiffAEDecode"]
     prompt = {k: v for k, v in prompt.items() if k in keep or k == decoders[0]}
     image = next(k for k in keep if prompt[k]["class_type"] == "LoadImage")
-    prompt["90"] = {"class_type": "ImageScale", "inputs": {"image": [image, 0], "upscale_method": "bicubic",
-                                                           "width": 1024, "height": 1024, "crop": "disabled"}}
+    prompt["90"] = {
+        "class_type": "ImageScale",
+        "inputs": {
+            "image": [image, 0],
+            "upscale_method": "bicubic",
+            "width": 1024,
+            "height": 1024,
+            "crop": "disabled",
+        },
+    }
     enc = next(k for k in keep if prompt[k]["class_type"] == "MDiffAEEncode")
     prompt[enc]["inputs"]["pixels"] = ["90", 0]
     prompt[decoders[0]]["inputs"]["steps"] = 100
-    prompt["91"] = {"class_type": "SaveImage",
-                    "inputs": {"images": [decoders[0], 0], "filename_prefix": "interrupted"}}
+    prompt["91"] = {
+        "class_type": "SaveImage",
+        "inputs": {"images": [decoders[0], 0], "filename_prefix": "interrupted"},
+    }
     timer = threading.Timer(3.0, lambda: server.post("/interrupt", {}))
     timer.start()
     t0 = time.time()

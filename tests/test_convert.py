@@ -20,8 +20,15 @@ from diffusers_mdiffae.models.hub import convert_original_snapshot
 
 FAKE_PACKAGE = Path(__file__).parent / "fixtures" / "fake_original.py"
 COMMON = {
-    "in_channels": 3, "patch_size": 16, "model_dim": 32, "encoder_depth": 1, "mlp_ratio": 2.0,
-    "depthwise_kernel_size": 7, "adaln_low_rank_rank": 8, "logsnr_min": -10.0, "logsnr_max": 10.0,
+    "in_channels": 3,
+    "patch_size": 16,
+    "model_dim": 32,
+    "encoder_depth": 1,
+    "mlp_ratio": 2.0,
+    "depthwise_kernel_size": 7,
+    "adaln_low_rank_rank": 8,
+    "logsnr_min": -10.0,
+    "logsnr_max": 10.0,
     "pixel_noise_std": 0.558,
 }
 SKIP = {"decoder_depth": 4, "decoder_start_blocks": 1, "decoder_end_blocks": 1}
@@ -30,11 +37,23 @@ ORIGINAL = {
     "mdiffae_v1": ({**COMMON, "decoder_depth": 2, "bottleneck_dim": 64, "pdg_mask_ratio": 0.75}, "m_diffae"),
     "mdiffae_v2": ({**COMMON, **SKIP, "bottleneck_dim": 96, "pdg_mask_ratio": 0.75}, "m_diffae_v2"),
     "irdiffae_v1": ({**COMMON, **SKIP, "bottleneck_dim": 128}, "ir_diffae"),
-    "semdisdiffae": ({**COMMON, **SKIP, "bottleneck_dim": 128, "bottleneck_posterior_kind": "diagonal_gaussian",
-                      "bottleneck_norm_mode": "disabled"}, "fcdm_diffae"),
+    "semdisdiffae": (
+        {
+            **COMMON,
+            **SKIP,
+            "bottleneck_dim": 128,
+            "bottleneck_posterior_kind": "diagonal_gaussian",
+            "bottleneck_norm_mode": "disabled",
+        },
+        "fcdm_diffae",
+    ),
 }
-CLASSES = {"mdiffae_v1": AutoencoderMDiffAE, "mdiffae_v2": AutoencoderMDiffAE, "irdiffae_v1": AutoencoderMDiffAE,
-           "semdisdiffae": AutoencoderSemDisDiffAE}
+CLASSES = {
+    "mdiffae_v1": AutoencoderMDiffAE,
+    "mdiffae_v2": AutoencoderMDiffAE,
+    "irdiffae_v1": AutoencoderMDiffAE,
+    "semdisdiffae": AutoencoderSemDisDiffAE,
+}
 
 
 def write_snapshot(root: Path, family: str, model, package=None) -> Path:
@@ -241,7 +260,9 @@ def test_key_aliases_are_only_for_the_unknown_dico_names():
 
 
 def test_module_entry_point_help():
-    res = subprocess.run([sys.executable, "-m", "diffusers_mdiffae.conversion", "--help"], capture_output=True, text=True)
+    res = subprocess.run(
+        [sys.executable, "-m", "diffusers_mdiffae.conversion", "--help"], capture_output=True, text=True
+    )
     assert res.returncode == 0 and "--verify" in res.stdout
 
 

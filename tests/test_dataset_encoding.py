@@ -108,9 +108,26 @@ def test_restart_skips_finished_shards_and_refuses_other_settings(tmp_path, mode
 
 
 def _cli(src, out, model_dir, extra=(), env=None):
-    return [sys.executable, "-m", "diffusers_mdiffae.dataset_encoding", str(src), str(out), "--model", str(model_dir),
-            "--resolution", "32", "--shard-size", "2", "--batch-size", "2", "--dtype", "float32", "--threads", "1",
-            *extra]
+    return [
+        sys.executable,
+        "-m",
+        "diffusers_mdiffae.dataset_encoding",
+        str(src),
+        str(out),
+        "--model",
+        str(model_dir),
+        "--resolution",
+        "32",
+        "--shard-size",
+        "2",
+        "--batch-size",
+        "2",
+        "--dtype",
+        "float32",
+        "--threads",
+        "1",
+        *extra,
+    ]
 
 
 def test_sigkill_part_way_then_restart_encodes_every_image_exactly_once(tmp_path, model_dir):
@@ -127,8 +144,9 @@ def test_sigkill_part_way_then_restart_encodes_every_image_exactly_once(tmp_path
     assert 2 <= done_before < 6 and not (out / "manifest.json").exists()
     # plant the leftovers a kill can leave: a half-written temporary shard
     (out / "shards" / ".shard-000005.safetensors.tmp-99999").write_bytes(b"partial")
-    res = subprocess.run(_cli(src, out, model_dir), env=dict(env, MDIFFAE_ENCODE_PAUSE_AFTER_SHARD="0"),
-                         capture_output=True, text=True)
+    res = subprocess.run(
+        _cli(src, out, model_dir), env=dict(env, MDIFFAE_ENCODE_PAUSE_AFTER_SHARD="0"), capture_output=True, text=True
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     manifest = load_manifest(out)
     sources = [item["source"] for item in LatentShardDataset(out)]
@@ -136,8 +154,10 @@ def test_sigkill_part_way_then_restart_encodes_every_image_exactly_once(tmp_path
     assert sorted(p.name for p in (out / "shards").iterdir()) == [f"shard-{k:06d}.safetensors" for k in range(6)]
 
 
-@pytest.mark.skipif(shutil.which("accelerate") is None and not (Path(sys.executable).parent / "accelerate").exists(),
-                    reason="accelerate CLI not installed")
+@pytest.mark.skipif(
+    shutil.which("accelerate") is None and not (Path(sys.executable).parent / "accelerate").exists(),
+    reason="accelerate CLI not installed",
+)
 def test_two_processes_give_bitwise_the_same_latents_as_one(tmp_path, model_dir):
     src = make_images(tmp_path / "imgs", n=9)
     accelerate = shutil.which("accelerate") or str(Path(sys.executable).parent / "accelerate")
@@ -145,10 +165,26 @@ def test_two_processes_give_bitwise_the_same_latents_as_one(tmp_path, model_dir)
     single = subprocess.run(_cli(src, tmp_path / "one", model_dir), env=env, capture_output=True, text=True)
     assert single.returncode == 0, single.stderr[-2000:]
     two = subprocess.run(
-        [accelerate, "launch", "--num_processes", "2", "--cpu", "--num_machines", "1", "--mixed_precision", "no",
-         "--dynamo_backend", "no", "-m", "diffusers_mdiffae.dataset_encoding",
-         *_cli(src, tmp_path / "two", model_dir)[3:]],
-        env=env, capture_output=True, text=True, timeout=300,
+        [
+            accelerate,
+            "launch",
+            "--num_processes",
+            "2",
+            "--cpu",
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            "-m",
+            "diffusers_mdiffae.dataset_encoding",
+            *_cli(src, tmp_path / "two", model_dir)[3:],
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert two.returncode == 0, two.stderr[-3000:]
     a, b = latents_by_source(tmp_path / "one"), latents_by_source(tmp_path / "two")
@@ -164,8 +200,9 @@ class FakeImageDataset:
 
     def __init__(self, n):
         rng = np.random.default_rng(1)
-        self.rows = [{"image": Image.fromarray(rng.integers(0, 255, (36, 52, 3), dtype=np.uint8)), "label": i}
-                     for i in range(n)]
+        self.rows = [
+            {"image": Image.fromarray(rng.integers(0, 255, (36, 52, 3), dtype=np.uint8)), "label": i} for i in range(n)
+        ]
 
     def __len__(self):
         return len(self.rows)
@@ -175,7 +212,8 @@ class FakeImageDataset:
 
 
 def test_a_datasets_image_dataset_is_encoded(tmp_path, model_dir):
-    manifest = encode_dataset(FakeImageDataset(5), tmp_path / "out", model=str(model_dir), config=cfg(),
-                              log=lambda _: None)
+    manifest = encode_dataset(
+        FakeImageDataset(5), tmp_path / "out", model=str(model_dir), config=cfg(), log=lambda _: None
+    )
     assert manifest["num_samples"] == 5
     assert [item["source"] for item in LatentShardDataset(tmp_path / "out")] == [f"image[{i}]" for i in range(5)]

@@ -42,9 +42,13 @@ def test_different_seeds_give_different_images(tiny, z):
 def test_slicing_equals_no_slicing(tiny, z):
     for kw in ({}, {"num_inference_steps": 3, "pdg_strength": 1.2}, {"generator": torch.Generator().manual_seed(3)}):
         tiny.disable_slicing()
-        ref = decode(tiny, z, **{k: (torch.Generator().manual_seed(3) if k == "generator" else v) for k, v in kw.items()})
+        ref = decode(
+            tiny, z, **{k: (torch.Generator().manual_seed(3) if k == "generator" else v) for k, v in kw.items()}
+        )
         tiny.enable_slicing()
-        got = decode(tiny, z, **{k: (torch.Generator().manual_seed(3) if k == "generator" else v) for k, v in kw.items()})
+        got = decode(
+            tiny, z, **{k: (torch.Generator().manual_seed(3) if k == "generator" else v) for k, v in kw.items()}
+        )
         tiny.disable_slicing()
         assert torch.allclose(ref, got, atol=1e-5), kw
 
@@ -103,13 +107,16 @@ def test_steps_and_pdg_produce_valid_images(tiny, z, steps, pdg):
 
 
 def test_pdg_changes_the_multi_step_result(tiny, z):
-    assert not torch.equal(decode(tiny, z, num_inference_steps=3), decode(tiny, z, num_inference_steps=3, pdg_strength=1.5))
+    assert not torch.equal(
+        decode(tiny, z, num_inference_steps=3), decode(tiny, z, num_inference_steps=3, pdg_strength=1.5)
+    )
 
 
 def test_skip_decoder_with_dual_and_path_drop_pdg_decodes():
     for mode in ("dual", "path_drop"):
-        model = make_tiny(decoder_depth=3, decoder_start_blocks=1, decoder_end_blocks=1,
-                          outer_norms=False, pdg_mode=mode)
+        model = make_tiny(
+            decoder_depth=3, decoder_start_blocks=1, decoder_end_blocks=1, outer_norms=False, pdg_mode=mode
+        )
         with torch.no_grad():
             zz = model.encode(images(1, 32, 32)).latent
         a = decode(model, zz, num_inference_steps=2, pdg_strength=2.0)
@@ -119,11 +126,15 @@ def test_skip_decoder_with_dual_and_path_drop_pdg_decodes():
 
 def test_inference_config_matches_keyword_arguments_with_one_generator_for_the_batch(tiny, z):
     cfg = MDiffAEInferenceConfig(num_steps=3, pdg_enabled=True, pdg_strength=1.2, seed=11)
-    assert torch.equal(decode(tiny, z, inference_config=cfg),
-                       decode(tiny, z, num_inference_steps=3, pdg_strength=1.2, generator=torch.Generator().manual_seed(11)))
+    assert torch.equal(
+        decode(tiny, z, inference_config=cfg),
+        decode(tiny, z, num_inference_steps=3, pdg_strength=1.2, generator=torch.Generator().manual_seed(11)),
+    )
     off = MDiffAEInferenceConfig(num_steps=3, pdg_enabled=False, pdg_strength=1.2, seed=11)
-    assert torch.equal(decode(tiny, z, inference_config=off),
-                       decode(tiny, z, num_inference_steps=3, generator=torch.Generator().manual_seed(11)))
+    assert torch.equal(
+        decode(tiny, z, inference_config=off),
+        decode(tiny, z, num_inference_steps=3, generator=torch.Generator().manual_seed(11)),
+    )
 
 
 def test_for_one_sample_the_published_draw_and_the_per_sample_draw_coincide(tiny, z):

@@ -33,7 +33,9 @@ def test_decode_keeps_same_named_sources_apart(tmp_path, capsys, model_dir):
     rc, out, _ = cli(capsys, "decode", z, tmp_path / "dec", "--model", model_dir)
     assert rc == 0 and "wrote 2, skipped 0" in out  # before: one dec/x.png, "wrote 2 image(s)"
     assert sorted(p.relative_to(tmp_path / "dec").as_posix() for p in (tmp_path / "dec").rglob("*.png")) == [
-        "a/x.png", "b/x.png"]
+        "a/x.png",
+        "b/x.png",
+    ]
 
 
 def test_decode_refuses_two_latents_of_one_source(tmp_path, capsys, model_dir):
@@ -47,8 +49,12 @@ def test_decode_refuses_two_latents_of_one_source(tmp_path, capsys, model_dir):
 def test_reconstruct_never_overwrites_its_input(tmp_path, capsys, model_dir, spelling):
     src = photo(tmp_path / "photo.png")
     before = src.read_bytes()
-    out = {"same": src, "dot": tmp_path / "." / "photo.png", "symlink": tmp_path / "l.png",
-           "hardlink": tmp_path / "h.png"}[spelling]
+    out = {
+        "same": src,
+        "dot": tmp_path / "." / "photo.png",
+        "symlink": tmp_path / "l.png",
+        "hardlink": tmp_path / "h.png",
+    }[spelling]
     if spelling == "symlink":
         out.symlink_to(src)
     if spelling == "hardlink":
@@ -133,9 +139,14 @@ def test_encode_folder_skips_and_records_only_good_files(tmp_path, capsys, model
 # -- silent garbage -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind,fragment", [
-    ("int32", "dtype int32"), ("nan", "NaN"), ("rank", "shape [64, 9]"),
-])
+@pytest.mark.parametrize(
+    "kind,fragment",
+    [
+        ("int32", "dtype int32"),
+        ("nan", "NaN"),
+        ("rank", "shape [64, 9]"),
+    ],
+)
 def test_decode_refuses_latents_that_are_not_latents(tmp_path, capsys, model_dir, kind, fragment):
     path = tmp_path / "z.safetensors"
     if kind == "int32":
@@ -149,8 +160,15 @@ def test_decode_refuses_latents_that_are_not_latents(tmp_path, capsys, model_dir
     assert not (tmp_path / "o.png").exists()
 
 
-@pytest.mark.parametrize("content", [b"", b"\x08\x00\x00\x00\x00\x00\x00\x00{\"a\":", b"\xff" * 100,
-                                     b"\x1e\x00\x00\x00\x00\x00\x00\x00{\"latent.0\": {\"dtype\": \"F32\""])
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"",
+        b'\x08\x00\x00\x00\x00\x00\x00\x00{"a":',
+        b"\xff" * 100,
+        b'\x1e\x00\x00\x00\x00\x00\x00\x00{"latent.0": {"dtype": "F32"',
+    ],
+)
 def test_malformed_safetensors_is_one_error(tmp_path, capsys, model_dir, content):
     path = tmp_path / "bad.safetensors"
     path.write_bytes(content)
@@ -180,8 +198,17 @@ def test_trailing_slash_or_existing_folder_means_a_folder(tmp_path, capsys, mode
     assert rc == 0 and (tmp_path / "existing" / "x.png").is_file()
 
 
-@pytest.mark.parametrize("name,fmt", [("out.png", "PNG"), ("out.jpg", "JPEG"), ("out.bmp", "BMP"),
-                                      ("out.tiff", "TIFF"), ("out.gif", None), ("out.xyz", None)])
+@pytest.mark.parametrize(
+    "name,fmt",
+    [
+        ("out.png", "PNG"),
+        ("out.jpg", "JPEG"),
+        ("out.bmp", "BMP"),
+        ("out.tiff", "TIFF"),
+        ("out.gif", None),
+        ("out.xyz", None),
+    ],
+)
 def test_the_extension_names_the_format(tmp_path, capsys, model_dir, name, fmt):
     src = photo(tmp_path / "x.png")
     rc, _, err = cli(capsys, "reconstruct", src, tmp_path / name, "--model", model_dir)
@@ -225,23 +252,29 @@ def test_full_disk_is_one_error_and_leaves_no_partial_file(tmp_path, capsys, mod
 # -- unclear errors ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("args,fragment", [
-    (["train", "--data", "D", "--output-dir", "R", "--batch-size", "0"], "--batch-size: must be at least 1"),
-    (["train", "--data", "D", "--output-dir", "R", "--lr", "nan"], "--lr: must be a finite number"),
-    (["train", "--data", "D", "--output-dir", "R", "--lr", "-1"], "--lr: must be in (0, 1]"),
-    (["train", "--data", "D", "--output-dir", "R", "--steps", "0"], "--steps: must be at least 1"),
-    (["train", "--data", "D", "--output-dir", "R", "--crop", "40"], "--crop: must be a positive multiple of 16"),
-    (["train", "--data", "D", "--output-dir", "R", "--ema-decay", "1"], "--ema-decay: must be in [0, 1)"),
-    (["train", "--data", "D", "--output-dir", "R", "--model-config", "{bad"], "--model-config: not valid JSON"),
-    (["train", "--data", "D", "--output-dir", "R", "--model-config", "[1]"], "--model-config: expected a JSON object"),
-    (["reconstruct", "a.png", "b.png", "--steps", "0"], "--steps: must be at least 1"),
-    (["reconstruct", "a.png", "b.png", "--pdg-strength", "inf"], "--pdg-strength: must be a finite number"),
-    (["reconstruct", "a.png", "b.png", "--seed", "-3"], "--seed: must be in [0, 2**63)"),
-    (["reconstruct", "a.png", "b.png", "--dtype", "int8"], "--dtype: invalid choice"),
-    (["encode-dataset", "a", "b", "--resolution", "17"], "--resolution: must be a positive multiple of 16"),
-    (["encode-dataset", "a", "b", "--shard-size", "0"], "--shard-size: must be at least 1"),
-    (["reconstruct", "a.png"], "required"),
-])
+@pytest.mark.parametrize(
+    "args,fragment",
+    [
+        (["train", "--data", "D", "--output-dir", "R", "--batch-size", "0"], "--batch-size: must be at least 1"),
+        (["train", "--data", "D", "--output-dir", "R", "--lr", "nan"], "--lr: must be a finite number"),
+        (["train", "--data", "D", "--output-dir", "R", "--lr", "-1"], "--lr: must be in (0, 1]"),
+        (["train", "--data", "D", "--output-dir", "R", "--steps", "0"], "--steps: must be at least 1"),
+        (["train", "--data", "D", "--output-dir", "R", "--crop", "40"], "--crop: must be a positive multiple of 16"),
+        (["train", "--data", "D", "--output-dir", "R", "--ema-decay", "1"], "--ema-decay: must be in [0, 1)"),
+        (["train", "--data", "D", "--output-dir", "R", "--model-config", "{bad"], "--model-config: not valid JSON"),
+        (
+            ["train", "--data", "D", "--output-dir", "R", "--model-config", "[1]"],
+            "--model-config: expected a JSON object",
+        ),
+        (["reconstruct", "a.png", "b.png", "--steps", "0"], "--steps: must be at least 1"),
+        (["reconstruct", "a.png", "b.png", "--pdg-strength", "inf"], "--pdg-strength: must be a finite number"),
+        (["reconstruct", "a.png", "b.png", "--seed", "-3"], "--seed: must be in [0, 2**63)"),
+        (["reconstruct", "a.png", "b.png", "--dtype", "int8"], "--dtype: invalid choice"),
+        (["encode-dataset", "a", "b", "--resolution", "17"], "--resolution: must be a positive multiple of 16"),
+        (["encode-dataset", "a", "b", "--shard-size", "0"], "--shard-size: must be at least 1"),
+        (["reconstruct", "a.png"], "required"),
+    ],
+)
 def test_bad_arguments_are_refused_before_anything_runs(capsys, args, fragment):
     rc, _, err = cli(capsys, *args)
     assert rc == 2
@@ -277,6 +310,7 @@ def test_in_a_fresh_process_failures_are_one_line_without_traceback(tmp_path, mo
     (tmp_path / "d").mkdir()
     res = cli_subprocess("encode", photo(tmp_path / "x.png"), tmp_path / "d", "--model", model_dir)
     assert res.returncode == 1 and res.stderr.splitlines() == [
-        f"error: {tmp_path / 'd'}: is a folder; name the .safetensors file to write"]
+        f"error: {tmp_path / 'd'}: is a folder; name the .safetensors file to write"
+    ]
     res = cli_subprocess("train", "--data", tmp_path, "--output-dir", tmp_path / "r", "--lr", "nan")
     assert res.returncode == 2 and len(res.stderr.splitlines()) == 1 and "Traceback" not in res.stderr

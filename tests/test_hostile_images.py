@@ -103,8 +103,11 @@ def test_unreadable_file_is_skipped_with_the_system_reason(tmp_path):
 
 
 def test_odd_modes_load_as_rgb(tmp_path):
-    for mode, arr in (("I;16", np.full((9, 7), 60000, np.uint16)), ("F", np.linspace(0, 1, 63).reshape(9, 7)),
-                      ("1", np.eye(9, 7, dtype=bool))):
+    for mode, arr in (
+        ("I;16", np.full((9, 7), 60000, np.uint16)),
+        ("F", np.linspace(0, 1, 63).reshape(9, 7)),
+        ("1", np.eye(9, 7, dtype=bool)),
+    ):
         path = tmp_path / f"{mode.replace(';', '')}.tif"
         Image.fromarray(arr if mode != "F" else arr.astype(np.float32)).save(path)
         image, notes = load_rgb(path)

@@ -24,8 +24,12 @@ model_dir = hostile_helpers.model_dir  # the shared session fixture (a tiny save
 
 def _start(*args, env=None):
     full_env = dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", **(env or {}))
-    return subprocess.Popen([sys.executable, "-m", "diffusers_mdiffae.cli", *map(str, args)], env=full_env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [sys.executable, "-m", "diffusers_mdiffae.cli", *map(str, args)],
+        env=full_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def _wait_for(predicate, proc, timeout=120):
@@ -61,9 +65,27 @@ def test_training_killed_inside_a_checkpoint_write_resumes_cleanly(tmp_path):
     for i in range(2):
         photo(data / f"p{i}.png", 48, 56, seed=i)
     run = tmp_path / "run"
-    args = ["train", "--data", data, "--output-dir", run, "--model-config", json.dumps(TINY), "--steps", "6",
-            "--batch-size", "2", "--crop", "32", "--warmup-steps", "2", "--checkpoint-every", "3",
-            "--preview-every", "0"]
+    args = [
+        "train",
+        "--data",
+        data,
+        "--output-dir",
+        run,
+        "--model-config",
+        json.dumps(TINY),
+        "--steps",
+        "6",
+        "--batch-size",
+        "2",
+        "--crop",
+        "32",
+        "--warmup-steps",
+        "2",
+        "--checkpoint-every",
+        "3",
+        "--preview-every",
+        "0",
+    ]
     proc = _start(*args, env={"MDIFFAE_TRAIN_PAUSE_IN_CHECKPOINT": "30"})
     ckpts = run / "checkpoints"
     _wait_for(lambda: ckpts.is_dir() and any(p.name.startswith(".step_0000003") for p in ckpts.iterdir()), proc)
@@ -85,9 +107,27 @@ def test_training_killed_at_random_moments_resumes_to_the_same_log(tmp_path):
     for i in range(2):
         photo(data / f"p{i}.png", 48, 56, seed=i)
     run = tmp_path / "run"
-    args = ["train", "--data", data, "--output-dir", run, "--model-config", json.dumps(TINY), "--steps", "12",
-            "--batch-size", "2", "--crop", "32", "--warmup-steps", "2", "--checkpoint-every", "2",
-            "--preview-every", "4"]
+    args = [
+        "train",
+        "--data",
+        data,
+        "--output-dir",
+        run,
+        "--model-config",
+        json.dumps(TINY),
+        "--steps",
+        "12",
+        "--batch-size",
+        "2",
+        "--crop",
+        "32",
+        "--warmup-steps",
+        "2",
+        "--checkpoint-every",
+        "2",
+        "--preview-every",
+        "4",
+    ]
     rng = random.Random(1)
     for _ in range(3):
         proc = _start(*args, "--resume", "latest")

@@ -15,8 +15,15 @@ from diffusers_mdiffae import AutoencoderMDiffAE, AutoencoderSemDisDiffAE, MDiff
 def test_concurrent_multi_step_decodes_on_one_model_equal_sequential_ones(family):
     model = make_tiny(family=family)
     z = torch.randn(2, model.config.latent_channels, 2, 3)
-    settings = [{"num_inference_steps": n, "pdg_strength": w, "seed": s, "sampler": smp}
-                for n, w, s, smp in ((4, 1.2, 0, "ddim"), (3, 1.0, 1, "dpmpp_2m"), (5, 2.0, 2, "ddim"), (2, 1.5, 3, "dpmpp_2m"))]
+    settings = [
+        {"num_inference_steps": n, "pdg_strength": w, "seed": s, "sampler": smp}
+        for n, w, s, smp in (
+            (4, 1.2, 0, "ddim"),
+            (3, 1.0, 1, "dpmpp_2m"),
+            (5, 2.0, 2, "ddim"),
+            (2, 1.5, 3, "dpmpp_2m"),
+        )
+    ]
     with torch.no_grad():
         expected = [model.decode(z, **kw).sample for kw in settings]
     results, errors = {}, []
@@ -48,12 +55,19 @@ def test_a_seed_that_is_not_a_valid_int_is_refused(tiny, seed):
         tiny.decode(z, inference_config=MDiffAEInferenceConfig(seed=seed))
 
 
-@pytest.mark.parametrize("kw, match", [
-    ({"num_inference_steps": 0}, "positive int"), ({"num_inference_steps": 2.5}, "positive int"),
-    ({"num_inference_steps": True}, "positive int"), ({"pdg_strength": float("nan")}, "finite"),
-    ({"pdg_strength": "2"}, "must be a number"), ({"sampler": "euler"}, "sampler must be one of"),
-    ({"strength": 0}, r"strength must be a number in \(0, 1\]"), ({"schedule": None, "sampler": None}, None),
-])
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"num_inference_steps": 0}, "positive int"),
+        ({"num_inference_steps": 2.5}, "positive int"),
+        ({"num_inference_steps": True}, "positive int"),
+        ({"pdg_strength": float("nan")}, "finite"),
+        ({"pdg_strength": "2"}, "must be a number"),
+        ({"sampler": "euler"}, "sampler must be one of"),
+        ({"strength": 0}, r"strength must be a number in \(0, 1\]"),
+        ({"schedule": None, "sampler": None}, None),
+    ],
+)
 def test_bad_decode_settings_get_a_sentence(tiny, kw, match):
     z = torch.randn(1, 64, 2, 2)
     if match is None:
@@ -70,7 +84,9 @@ def test_int32_and_nan_latents_are_refused(tiny):
         tiny.decode(torch.full((1, 64, 2, 2), float("nan")))
 
 
-@pytest.mark.parametrize("family, cls", [("mdiffae_v1", AutoencoderMDiffAE), ("semdisdiffae", AutoencoderSemDisDiffAE)])
+@pytest.mark.parametrize(
+    "family, cls", [("mdiffae_v1", AutoencoderMDiffAE), ("semdisdiffae", AutoencoderSemDisDiffAE)]
+)
 def test_nan_weights_are_refused_by_from_pretrained_with_the_tensor_name(tmp_path, family, cls):
     make_tiny(family=family).save_pretrained(tmp_path)
     path = tmp_path / "diffusion_pytorch_model.safetensors"
@@ -81,13 +97,16 @@ def test_nan_weights_are_refused_by_from_pretrained_with_the_tensor_name(tmp_pat
         cls.from_pretrained(tmp_path)
 
 
-@pytest.mark.parametrize("change, match", [
-    ({"patch_sizee": 16}, r"unknown key\(s\) \['patch_sizee'\]"),
-    ({"patch_size": "16"}, "patch_size must be an int, got '16'"),
-    ({"mlp_ratio": "4"}, "mlp_ratio must be a finite number"),
-    ({"outer_norms": 1}, "outer_norms must be a bool"),
-    ({"decoder_seed": 1.5}, "decoder_seed must be an int"),
-])
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        ({"patch_sizee": 16}, r"unknown key\(s\) \['patch_sizee'\]"),
+        ({"patch_size": "16"}, "patch_size must be an int, got '16'"),
+        ({"mlp_ratio": "4"}, "mlp_ratio must be a finite number"),
+        ({"outer_norms": 1}, "outer_norms must be a bool"),
+        ({"decoder_seed": 1.5}, "decoder_seed must be an int"),
+    ],
+)
 def test_malformed_configs_are_refused_naming_the_key(tmp_path, tiny, change, match):
     tiny.save_pretrained(tmp_path)
     cfg = json.loads((tmp_path / "config.json").read_text())

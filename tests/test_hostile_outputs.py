@@ -49,8 +49,11 @@ def test_convert_rule_for_the_lead_snapshot_onto_or_around_itself(tmp_path):
     snap = tmp_path / "models" / "snap"
     snap.mkdir(parents=True)
     (snap / "model.safetensors").write_bytes(b"weights")
-    for out, why in ((snap, "is the input"), (snap / "converted", "inside the input folder"),
-                     (tmp_path / "models", "contains the input")):
+    for out, why in (
+        (snap, "is the input"),
+        (snap / "converted", "inside the input folder"),
+        (tmp_path / "models", "contains the input"),
+    ):
         with pytest.raises(OutputError, match=why):
             check_output_not_input(out, [snap], replaces_folder=True)
     check_output_not_input(tmp_path / "converted", [snap], replaces_folder=True)
@@ -138,7 +141,7 @@ def test_file_data_is_synced_before_the_rename_and_the_folder_after(tmp_path, mo
     i_replace = kinds.index("replace")
     assert calls[i_replace][2] == str(dest)
     assert ("fsync", calls[i_replace][1]) in calls[:i_replace]  # the temporary's data first
-    assert ("fsync", str(tmp_path)) in calls[i_replace + 1:]  # then the folder holding the new name
+    assert ("fsync", str(tmp_path)) in calls[i_replace + 1 :]  # then the folder holding the new name
     assert dest.read_bytes() == b"data"
 
 

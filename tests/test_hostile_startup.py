@@ -36,9 +36,16 @@ def _run(code: str) -> subprocess.CompletedProcess:
 
 
 def test_the_cli_module_parses_and_answers_help_without_heavy_imports():
-    argvs = [["--help"]] + [[sub, "-h"] for sub in SUBCOMMANDS] + [
-        ["reconstruct", "a.png", "b.png", "--steps", "2"], ["convert", "snap", "out", "--verify"],
-        ["encode-dataset", "in", "out", "--flip"], ["train", "--data", "d", "--output-dir", "o"]]
+    argvs = (
+        [["--help"]]
+        + [[sub, "-h"] for sub in SUBCOMMANDS]
+        + [
+            ["reconstruct", "a.png", "b.png", "--steps", "2"],
+            ["convert", "snap", "out", "--verify"],
+            ["encode-dataset", "in", "out", "--flip"],
+            ["train", "--data", "d", "--output-dir", "o"],
+        ]
+    )
     res = _run(_STUBBED.format(pkg_dir=str(ROOT / "diffusers_mdiffae"), argvs=argvs, heavy=HEAVY))
     assert res.returncode == 0, res.stderr[-2000:]
     assert json.loads(res.stdout.strip().splitlines()[-1]) == []
@@ -49,10 +56,14 @@ def test_the_cli_module_parses_and_answers_help_without_heavy_imports():
 def test_the_installed_entry_point_imports_no_torch_for_help():
     probe = _run("import sys, diffusers_mdiffae; print('torch' in sys.modules)")
     if probe.stdout.strip() == "True":
-        pytest.xfail("diffusers_mdiffae/__init__.py still imports the model eagerly (the lazy top level is "
-                     "the lead's change); the CLI module itself is checked by the test above")
-    res = _run("import sys\nfrom diffusers_mdiffae.cli import main\ntry:\n    main(['reconstruct', '-h'])\n"
-               "except SystemExit:\n    pass\nprint('torch' in sys.modules, 'diffusers' in sys.modules)")
+        pytest.xfail(
+            "diffusers_mdiffae/__init__.py still imports the model eagerly (the lazy top level is "
+            "the lead's change); the CLI module itself is checked by the test above"
+        )
+    res = _run(
+        "import sys\nfrom diffusers_mdiffae.cli import main\ntry:\n    main(['reconstruct', '-h'])\n"
+        "except SystemExit:\n    pass\nprint('torch' in sys.modules, 'diffusers' in sys.modules)"
+    )
     assert res.stdout.strip().splitlines()[-1] == "False False"
 
 
@@ -60,8 +71,12 @@ def test_every_argument_has_help_text():
     parser = build_parser()
     subparsers = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
     assert sorted(subparsers.choices) == sorted(SUBCOMMANDS)
-    missing = [f"{name} {action.dest}" for name, sp in subparsers.choices.items() for action in sp._actions
-               if action.dest != "help" and not action.help]
+    missing = [
+        f"{name} {action.dest}"
+        for name, sp in subparsers.choices.items()
+        for action in sp._actions
+        if action.dest != "help" and not action.help
+    ]
     assert missing == []
 
 

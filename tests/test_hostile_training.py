@@ -22,8 +22,17 @@ def config(tmp_path, **kw):
     data = tmp_path / "data"
     for i in range(2):
         photo(data / f"p{i}.png", 48, 48 + 8 * i, seed=i)
-    base = {"data": str(data), "output_dir": str(tmp_path / "run"), "model_config": dict(TINY), "steps": 6,
-            "batch_size": 2, "crop": 32, "warmup_steps": 2, "checkpoint_every": 3, "preview_every": 0}
+    base = {
+        "data": str(data),
+        "output_dir": str(tmp_path / "run"),
+        "model_config": dict(TINY),
+        "steps": 6,
+        "batch_size": 2,
+        "crop": 32,
+        "warmup_steps": 2,
+        "checkpoint_every": 3,
+        "preview_every": 0,
+    }
     base.update(kw)
     return TrainConfig(**base)
 
@@ -108,23 +117,54 @@ def test_corrupt_checkpoint_through_the_cli_is_one_error(tmp_path, finished_run,
     copy_run(finished_run, tmp_path)
     run = tmp_path / "run"
     (run / "checkpoints" / "step_0000003" / "optimizer.safetensors").write_bytes(b"")
-    rc, _, err = cli(capsys, "train", "--data", tmp_path / "data", "--output-dir", run, "--steps", "6", "--crop", "32",
-                     "--batch-size", "2", "--model-config", json.dumps(TINY), "--checkpoint-every", "0",
-                     "--preview-every", "0", "--resume", run / "checkpoints" / "step_0000003")
+    rc, _, err = cli(
+        capsys,
+        "train",
+        "--data",
+        tmp_path / "data",
+        "--output-dir",
+        run,
+        "--steps",
+        "6",
+        "--crop",
+        "32",
+        "--batch-size",
+        "2",
+        "--model-config",
+        json.dumps(TINY),
+        "--checkpoint-every",
+        "0",
+        "--preview-every",
+        "0",
+        "--resume",
+        run / "checkpoints" / "step_0000003",
+    )
     assert rc == 1 and "Traceback" not in err
     errors = [line for line in err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "step_0000003" in errors[0] and "cannot restore checkpoint" in errors[0]
 
 
-@pytest.mark.parametrize("field,value", [("steps", 0), ("batch_size", 0), ("crop", 40), ("lr", float("nan")),
-                                         ("ema_decay", 1.0), ("steps", "10"), ("model_config", "{}")])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("steps", 0),
+        ("batch_size", 0),
+        ("crop", 40),
+        ("lr", float("nan")),
+        ("ema_decay", 1.0),
+        ("steps", "10"),
+        ("model_config", "{}"),
+    ],
+)
 def test_train_config_refuses_wrong_values_and_types(tmp_path, field, value):
     with pytest.raises(ValueError, match=field):
         config(tmp_path, **{field: value}).validate()
 
 
-@pytest.mark.parametrize("field,value", [("resolution", "256"), ("resolution", 8), ("shard_size", 0),
-                                         ("batch_size", True), ("dtype", "int8")])
+@pytest.mark.parametrize(
+    "field,value",
+    [("resolution", "256"), ("resolution", 8), ("shard_size", 0), ("batch_size", True), ("dtype", "int8")],
+)
 def test_encode_config_refuses_wrong_values_and_types(field, value):
     with pytest.raises(ValueError, match=field):
         EncodeConfig(**{field: value}).validate()

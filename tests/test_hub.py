@@ -23,7 +23,11 @@ def recon(model, x):
 
 def test_save_and_load_is_bit_identical(tmp_path, tiny):
     tiny.save_pretrained(tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md", "config.json", "diffusion_pytorch_model.safetensors"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "README.md",
+        "config.json",
+        "diffusion_pytorch_model.safetensors",
+    ]
     loaded = AutoencoderMDiffAE.from_pretrained(tmp_path)
     assert params_equal(tiny, loaded)
     assert dict(loaded.config)["model_dim"] == 32
@@ -89,7 +93,10 @@ def test_missing_or_extra_tensor_is_refused_with_names(tmp_path, tiny):
     sd.pop("decoder.mask_feature")
     sd["decoder.not_a_layer.weight"] = torch.zeros(2)
     save_file(sd, path)
-    with pytest.raises(ValueError, match=r"(?s)missing keys \(1\): decoder.mask_feature.*unexpected keys \(1\): decoder.not_a_layer.weight"):
+    with pytest.raises(
+        ValueError,
+        match=r"(?s)missing keys \(1\): decoder.mask_feature.*unexpected keys \(1\): decoder.not_a_layer.weight",
+    ):
         AutoencoderMDiffAE.from_pretrained(tmp_path)
 
 
@@ -130,6 +137,7 @@ class FakeHub:
 
         def upload_folder(api, *, repo_id, folder_path, path_in_repo=None, **kw):
             import os
+
             files = {}
             for root, _, names in os.walk(folder_path):
                 for n in names:

@@ -41,11 +41,14 @@ def test_decode_rejects_bad_latents(tiny, z, match):
         tiny.decode(z)
 
 
-@pytest.mark.parametrize("kw, match", [
-    ({"num_inference_steps": 0}, "positive int"),
-    ({"num_inference_steps": 1.5}, "positive int"),
-    ({"pdg_strength": float("nan")}, "finite"),
-])
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"num_inference_steps": 0}, "positive int"),
+        ({"num_inference_steps": 1.5}, "positive int"),
+        ({"pdg_strength": float("nan")}, "finite"),
+    ],
+)
 def test_decode_rejects_bad_settings(tiny, kw, match):
     with pytest.raises(ValueError, match=match):
         tiny.decode(torch.randn(1, 64, 2, 2), **kw)

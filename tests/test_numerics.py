@@ -9,8 +9,15 @@ from fixtures.models import images, make_tiny
 
 from diffusers_mdiffae.models.sampling import draw_noise, keep_mask
 
-CONFIG = {"patch_size": 16, "encoder_depth": 1, "decoder_depth": 2, "depthwise_kernel_size": 7,
-          "logsnr_min": -10.0, "logsnr_max": 10.0, "pixel_noise_std": 0.558}
+CONFIG = {
+    "patch_size": 16,
+    "encoder_depth": 1,
+    "decoder_depth": 2,
+    "depthwise_kernel_size": 7,
+    "logsnr_min": -10.0,
+    "logsnr_max": 10.0,
+    "pixel_noise_std": 0.558,
+}
 
 
 @pytest.fixture

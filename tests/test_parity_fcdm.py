@@ -63,17 +63,27 @@ def test_every_original_tensor_name_is_ours_without_renaming(fixture, model):
 def test_decoder_forward_matches(fixture, model, drop):
     tensors, *_ = fixture
     with torch.no_grad():
-        out = model.decoder(tensors["case.forward.x_t"], tensors["case.forward.t"], tensors["case.forward.latents"],
-                            drop_middle_blocks=drop)
+        out = model.decoder(
+            tensors["case.forward.x_t"],
+            tensors["case.forward.t"],
+            tensors["case.forward.latents"],
+            drop_middle_blocks=drop,
+        )
     ref = tensors["case.forward.output_drop" if drop else "case.forward.output"]
     assert (out - ref).abs().max() < TOL
 
 
 def _decode(model, tensors, cases, case):
     c = cases[case]
-    cfg = FCDMDiffAEInferenceConfig(num_steps=c["num_steps"], sampler=c["sampler"], schedule=c["schedule"],
-                                    pdg=c["pdg"], pdg_strength=c["pdg_strength"], strength=c["strength"],
-                                    seed=c["seed"])
+    cfg = FCDMDiffAEInferenceConfig(
+        num_steps=c["num_steps"],
+        sampler=c["sampler"],
+        schedule=c["schedule"],
+        pdg=c["pdg"],
+        pdg_strength=c["pdg_strength"],
+        strength=c["strength"],
+        seed=c["seed"],
+    )
     return FCDMDiffAE(model).decode(tensors[f"case.{case}.latents"], c["height"], c["width"], inference_config=cfg)
 
 

@@ -75,16 +75,23 @@ def fake(tmp_path):
 
     buf = io.BytesIO()
     Image.new("RGB", (300, 260), (10, 120, 240)).save(buf, "WEBP")
-    _qt_resources(root / "usr/share/app/bundle.rcc", {"res/photos/sea.webp": (buf.getvalue(), True),
-                                                      "res/README": (b"credits", False)})
+    _qt_resources(
+        root / "usr/share/app/bundle.rcc",
+        {"res/photos/sea.webp": (buf.getvalue(), True), "res/README": (b"credits", False)},
+    )
     (root / "usr/share/raw").mkdir(parents=True)
     (root / "usr/share/raw/face.dat").write_bytes(bz2.compress(bytes([7, 8, 9]) * (300 * 260)))
     (root / "usr/share/raw/rows.dat").write_bytes(pickle.dumps([[x % 256 for x in range(280)] for _ in range(270)]))
 
     sources = (
         PhotoSource(
-            name="alpha", manager="debian", package="alpha-pics", version="1.0", license="CC0-1.0",
-            attribution="Alpha people", license_file="/usr/share/doc/alpha-pics/copyright",
+            name="alpha",
+            manager="debian",
+            package="alpha-pics",
+            version="1.0",
+            license="CC0-1.0",
+            attribution="Alpha people",
+            license_file="/usr/share/doc/alpha-pics/copyright",
             photos=(
                 Photo("/usr/share/pics/big.jpg", author="Ann", license="CC-BY-4.0", url="https://example.org/big"),
                 Photo("/usr/share/pics/gray.png", rotate=90),
@@ -98,10 +105,26 @@ def fake(tmp_path):
                 Photo("/usr/share/raw/rows.dat", name="rows", decoder="pickled-rows"),
             ),
         ),
-        PhotoSource(name="beta", manager="debian", package="beta-pics", version="2.0", license="GPL-2.0-or-later",
-                    attribution="Beta", license_file="-", photos=(Photo("/usr/share/beta/big.jpg"),)),
-        PhotoSource(name="gamma", manager="pypi", package="gamma-photos-not-installed", version="0.1",
-                    license="MIT", attribution="Gamma", license_file="-", photos=(Photo("gamma/x.png"),)),
+        PhotoSource(
+            name="beta",
+            manager="debian",
+            package="beta-pics",
+            version="2.0",
+            license="GPL-2.0-or-later",
+            attribution="Beta",
+            license_file="-",
+            photos=(Photo("/usr/share/beta/big.jpg"),),
+        ),
+        PhotoSource(
+            name="gamma",
+            manager="pypi",
+            package="gamma-photos-not-installed",
+            version="0.1",
+            license="MIT",
+            attribution="Gamma",
+            license_file="-",
+            photos=(Photo("gamma/x.png"),),
+        ),
     )
     return sources, root, big
 
@@ -110,11 +133,18 @@ def test_builds_rgb_pngs_and_skips_with_reasons(fake, tmp_path):
     sources, root, _ = fake
     messages = []
     out = tmp_path / "out"
-    written = ps.build_training_photos(out, sources, log=messages.append, debian_roots=[root], pypi_paths=[],
-                                       max_side=1024)
+    written = ps.build_training_photos(
+        out, sources, log=messages.append, debian_roots=[root], pypi_paths=[], max_side=1024
+    )
     names = [p.name for p in written]
-    assert names == ["alpha__big.png", "alpha__gray.png", "alpha__alpha.png", "alpha__sea.png", "alpha__face.png",
-                     "alpha__rows.png"]
+    assert names == [
+        "alpha__big.png",
+        "alpha__gray.png",
+        "alpha__alpha.png",
+        "alpha__sea.png",
+        "alpha__face.png",
+        "alpha__rows.png",
+    ]
     assert len(set(names)) == len(names)
     for p in written:
         with Image.open(p) as im:
@@ -148,7 +178,13 @@ def test_builds_rgb_pngs_and_skips_with_reasons(fake, tmp_path):
         assert f"| {licences[name]} |" in row
     assert "| Ann | https://example.org/big | 2000x1200 |" in md
     assert sorted(k["kind"] for k in manifest["skipped"]) == [
-        "file missing", "file missing", "package missing", "package missing", "too small", "unreadable"]
+        "file missing",
+        "file missing",
+        "package missing",
+        "package missing",
+        "too small",
+        "unreadable",
+    ]
     assert "| alpha__big.png | `/usr/share/pics/big.jpg` |" in md  # the path inside the package, not the build host's
     assert "- beta: not installed" in md
 
@@ -160,23 +196,40 @@ def test_pypi_source_found_in_a_target_folder(tmp_path):
     info.mkdir(parents=True)
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fakephotos\nVersion: 1.2\n")
     (info / "RECORD").write_text(
-        "fakephotos/a.png,,\n../../share/fakephotos/b.png,,\nfakephotos-1.2.dist-info/RECORD,,\n")
+        "fakephotos/a.png,,\n../../share/fakephotos/b.png,,\nfakephotos-1.2.dist-info/RECORD,,\n"
+    )
     _image(target / "fakephotos/a.png")
     _image(target / "share/fakephotos/b.png")
-    src = PhotoSource(name="fp", manager="pypi", package="FakePhotos", version="1.2", license="MIT",
-                      attribution="x", license_file="-",
-                      photos=(Photo("fakephotos/a.png"), Photo("fakephotos/b.png")))
+    src = PhotoSource(
+        name="fp",
+        manager="pypi",
+        package="FakePhotos",
+        version="1.2",
+        license="MIT",
+        attribution="x",
+        license_file="-",
+        photos=(Photo("fakephotos/a.png"), Photo("fakephotos/b.png")),
+    )
     messages = []
-    written = ps.build_training_photos(tmp_path / "out", [src], log=messages.append, debian_roots=[],
-                                       pypi_paths=[target])
+    written = ps.build_training_photos(
+        tmp_path / "out", [src], log=messages.append, debian_roots=[], pypi_paths=[target]
+    )
     assert [p.name for p in written] == ["fp__a.png", "fp__b.png"], messages
     manifest = json.loads((tmp_path / "out/sources.json").read_text())
     assert manifest["files"][0]["version"] == "1.2"
 
 
 def test_duplicate_output_names_are_refused(tmp_path):
-    src = PhotoSource(name="s", manager="debian", package="p", version="1", license="CC0-1.0", attribution="x",
-                      license_file="-", photos=(Photo("/a/x.jpg"), Photo("/b/x.png")))
+    src = PhotoSource(
+        name="s",
+        manager="debian",
+        package="p",
+        version="1",
+        license="CC0-1.0",
+        attribution="x",
+        license_file="-",
+        photos=(Photo("/a/x.jpg"), Photo("/b/x.png")),
+    )
     with pytest.raises(ValueError, match="s__x.png"):
         ps.build_training_photos(tmp_path, [src], log=lambda m: None, debian_roots=[tmp_path])
 
@@ -201,10 +254,12 @@ def test_the_real_table_is_consistent():
 
 
 def test_module_does_not_import_torch():
-    code = ("import importlib.util, sys; "
-            f"spec = importlib.util.spec_from_file_location('photo_sources', {ps.__file__!r}); "
-            "m = importlib.util.module_from_spec(spec); sys.modules['photo_sources'] = m; spec.loader.exec_module(m); "
-            "print(sorted({'torch', 'numpy', 'diffusers'} & set(sys.modules)))")
+    code = (
+        "import importlib.util, sys; "
+        f"spec = importlib.util.spec_from_file_location('photo_sources', {ps.__file__!r}); "
+        "m = importlib.util.module_from_spec(spec); sys.modules['photo_sources'] = m; spec.loader.exec_module(m); "
+        "print(sorted({'torch', 'numpy', 'diffusers'} & set(sys.modules)))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

@@ -14,8 +14,15 @@ from diffusers_mdiffae import AutoencoderMDiffAE, VPDDIMScheduler
 def tiny_dit(latent_channels=64):
     torch.manual_seed(0)
     return DiTTransformer2DModel(
-        sample_size=4, patch_size=2, in_channels=latent_channels, out_channels=2 * latent_channels,
-        num_layers=1, num_attention_heads=2, attention_head_dim=8, num_embeds_ada_norm=10, norm_num_groups=32,
+        sample_size=4,
+        patch_size=2,
+        in_channels=latent_channels,
+        out_channels=2 * latent_channels,
+        num_layers=1,
+        num_attention_heads=2,
+        attention_head_dim=8,
+        num_embeds_ada_norm=10,
+        norm_num_groups=32,
     ).eval()  # training mode would randomly drop class labels
 
 
@@ -26,8 +33,13 @@ def pipe():
 
 
 def run(pipe):
-    return pipe(class_labels=[0, 1], num_inference_steps=2, guidance_scale=1.0,
-                generator=torch.Generator().manual_seed(0), output_type="np").images
+    return pipe(
+        class_labels=[0, 1],
+        num_inference_steps=2,
+        guidance_scale=1.0,
+        generator=torch.Generator().manual_seed(0),
+        output_type="np",
+    ).images
 
 
 def test_dit_pipeline_generates_images_at_sixteen_times_the_latent_size(pipe):
@@ -65,8 +77,9 @@ def test_pipeline_holding_our_scheduler_saves_and_reloads(tmp_path):
     vae = AutoencoderMDiffAE.from_pretrained(tmp_path, subfolder="vae")
     sched = VPDDIMScheduler.from_pretrained(tmp_path, subfolder="scheduler")
     assert sched.config.pdg_strength == 1.3
-    assert torch.equal(torch.cat([p.flatten() for p in vae.parameters()]),
-                       torch.cat([p.flatten() for p in pipe.vae.parameters()]))
+    assert torch.equal(
+        torch.cat([p.flatten() for p in vae.parameters()]), torch.cat([p.flatten() for p in pipe.vae.parameters()])
+    )
 
 
 def test_img2img_style_latent_retrieval_works():

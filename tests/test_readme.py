@@ -34,6 +34,7 @@ def test_readme_first_command_uses_the_bundled_sample_image_and_writes_outside_t
 def test_every_python_block_runs_as_written(index, tmp_path):
     code = blocks("python")[index]
     env = dict(os.environ, HF_HUB_OFFLINE="1")
-    res = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, env=env,
-                         timeout=300)
+    res = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, env=env, timeout=300
+    )
     assert res.returncode == 0, f"README python block {index} failed:\n{code}\n{res.stderr[-3000:]}"

@@ -153,7 +153,9 @@ def test_guidance_combines_in_x0_space_and_one_is_off():
     c, u, x = torch.randn(1, 3, 4, 4), torch.randn(1, 3, 4, 4), torch.randn(1, 3, 4, 4)
     for w, expected in ((1.0, c), (2.0, 2 * c - u), (0.5, 0.5 * (c + u))):
         s.set_timesteps(1)
-        assert torch.allclose(s.step(c, 1.0, x, model_output_uncond=u, pdg_strength=w).prev_sample, expected, atol=1e-6)
+        assert torch.allclose(
+            s.step(c, 1.0, x, model_output_uncond=u, pdg_strength=w).prev_sample, expected, atol=1e-6
+        )
     s2 = VPDDIMScheduler(pdg_strength=3.0, set_alpha_to_one=True)
     s2.set_timesteps(1)
     assert torch.allclose(s2.step(c, 1.0, x, model_output_uncond=u).prev_sample, u + 3 * (c - u), atol=1e-6)

@@ -98,8 +98,12 @@ def test_published_api_encode_decode_reconstruct(model):
 def test_dit_pipeline_runs_saves_and_reloads_with_128_channels(tmp_path, model):
     from test_pipeline import run, tiny_dit
 
-    pipe = DiTPipeline(transformer=tiny_dit(latent_channels=128), vae=model,
-                       scheduler=DDIMScheduler(timestep_spacing="trailing"), id2label={0: "zero", 1: "one"})
+    pipe = DiTPipeline(
+        transformer=tiny_dit(latent_channels=128),
+        vae=model,
+        scheduler=DDIMScheduler(timestep_spacing="trailing"),
+        id2label={0: "zero", 1: "one"},
+    )
     ref = run(pipe)
     assert ref.shape == (2, 64, 64, 3)
     pipe.save_pretrained(tmp_path)

@@ -35,8 +35,11 @@ def same_weights(a, b) -> bool:
 def architecture(config: dict) -> dict:
     """The config keys the tensors determine (the rest are defaults either way)."""
     skip = {"block_out_channels", "sample_size", "_use_default_values"}
-    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in config.items()
-            if k not in skip and not k.startswith("_")}
+    return {
+        k: (list(v) if isinstance(v, tuple) else v)
+        for k, v in config.items()
+        if k not in skip and not k.startswith("_")
+    }
 
 
 @pytest.mark.parametrize("family", ALL)
@@ -56,13 +59,27 @@ def test_every_family_is_inferred_from_its_tensors_and_loads_identically(tmp_pat
     assert torch.allclose(a, b, atol=1e-5)  # same weights; memory layouts may differ in summation order
 
 
-@pytest.mark.parametrize("overrides, family", [
-    ({"model_dim": 48, "mlp_ratio": 3.0, "depthwise_kernel_size": 5, "adaln_low_rank_rank": 4, "encoder_depth": 2},
-     "mdiffae_v1"),
-    ({"decoder_depth": 6, "decoder_start_blocks": 2, "decoder_end_blocks": 1, "latent_channels": 16}, "mdiffae_v2"),
-    ({"patch_size": 8, "block_out_channels": (32, 32, 32, 32)}, "irdiffae_v1"),
-    ({"bottleneck_posterior_kind": "deterministic", "mlp_ratio": 1.5, "decoder_depth": 5}, "semdisdiffae"),
-])
+@pytest.mark.parametrize(
+    "overrides, family",
+    [
+        (
+            {
+                "model_dim": 48,
+                "mlp_ratio": 3.0,
+                "depthwise_kernel_size": 5,
+                "adaln_low_rank_rank": 4,
+                "encoder_depth": 2,
+            },
+            "mdiffae_v1",
+        ),
+        (
+            {"decoder_depth": 6, "decoder_start_blocks": 2, "decoder_end_blocks": 1, "latent_channels": 16},
+            "mdiffae_v2",
+        ),
+        ({"patch_size": 8, "block_out_channels": (32, 32, 32, 32)}, "irdiffae_v1"),
+        ({"bottleneck_posterior_kind": "deterministic", "mlp_ratio": 1.5, "decoder_depth": 5}, "semdisdiffae"),
+    ],
+)
 def test_other_hyper_parameters_are_read_from_the_shapes(tmp_path, overrides, family):
     model = make_tiny(family=family, **overrides)
     path = save_plain(model, tmp_path / "m.safetensors")
@@ -117,13 +134,16 @@ def test_published_config_in_metadata_is_read(tmp_path):
     assert loaded.config.pdg_mode == "path_drop" and same_weights(loaded, model)
 
 
-@pytest.mark.parametrize("text, match", [
-    ("{not json", "config in its metadata is not valid JSON"),
-    ("[1, 2]", "not a JSON object"),
-    (json.dumps({"_class_name": "AutoencoderKL"}), "describes AutoencoderKL, not one of"),
-    (json.dumps({"_class_name": "AutoencoderMDiffAE", "model_dimm": 32}), "unknown key"),
-    (json.dumps({"_class_name": "AutoencoderMDiffAE", "model_dim": 64}), "does not match"),
-])
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("{not json", "config in its metadata is not valid JSON"),
+        ("[1, 2]", "not a JSON object"),
+        (json.dumps({"_class_name": "AutoencoderKL"}), "describes AutoencoderKL, not one of"),
+        (json.dumps({"_class_name": "AutoencoderMDiffAE", "model_dimm": 32}), "unknown key"),
+        (json.dumps({"_class_name": "AutoencoderMDiffAE", "model_dim": 64}), "does not match"),
+    ],
+)
 def test_a_bad_metadata_config_is_refused_with_a_sentence(tmp_path, text, match):
     path = save_plain(make_tiny(), tmp_path / "m.safetensors", {METADATA_KEY: text})
     with pytest.raises(CheckpointError, match=match):
@@ -132,8 +152,10 @@ def test_a_bad_metadata_config_is_refused_with_a_sentence(tmp_path, text, match)
 
 def test_an_sd_vae_is_refused_naming_what_is_missing(tmp_path):
     path = tmp_path / "vae.safetensors"
-    save_file({"decoder.conv_in.weight": torch.zeros(4, 4, 3, 3), "encoder.conv_in.weight": torch.zeros(4, 3, 3, 3)},
-              str(path))
+    save_file(
+        {"decoder.conv_in.weight": torch.zeros(4, 4, 3, 3), "encoder.conv_in.weight": torch.zeros(4, 3, 3, 3)},
+        str(path),
+    )
     with pytest.raises(CheckpointError) as e:
         load_single_file(path)
     assert str(e.value) == (
@@ -142,14 +164,23 @@ def test_an_sd_vae_is_refused_naming_what_is_missing(tmp_path):
     )
 
 
-@pytest.mark.parametrize("edit, match", [
-    (lambda sd: {k: v for k, v in sd.items() if k != "decoder.latent_up.weight"}, "has no decoder.latent_up.weight"),
-    (lambda sd: {k: v for k, v in sd.items() if ".cca." not in k}, "neither FCDM blocks"),
-    (lambda sd: {k: v for k, v in sd.items() if "mask_feature" not in k}, "no guidance feature in its decoder"),
-    (lambda sd: {k: v for k, v in sd.items() if not k.startswith("encoder.blocks.")}, "no encoder blocks"),
-    (lambda sd: {k: v for k, v in sd.items() if not k.startswith("decoder.blocks.1.")}, "does not match"),
-    (lambda sd: {**sd, "decoder.extra.weight": torch.zeros(2)}, r"match no model tensor:\n    decoder.extra.weight"),
-])
+@pytest.mark.parametrize(
+    "edit, match",
+    [
+        (
+            lambda sd: {k: v for k, v in sd.items() if k != "decoder.latent_up.weight"},
+            "has no decoder.latent_up.weight",
+        ),
+        (lambda sd: {k: v for k, v in sd.items() if ".cca." not in k}, "neither FCDM blocks"),
+        (lambda sd: {k: v for k, v in sd.items() if "mask_feature" not in k}, "no guidance feature in its decoder"),
+        (lambda sd: {k: v for k, v in sd.items() if not k.startswith("encoder.blocks.")}, "no encoder blocks"),
+        (lambda sd: {k: v for k, v in sd.items() if not k.startswith("decoder.blocks.1.")}, "does not match"),
+        (
+            lambda sd: {**sd, "decoder.extra.weight": torch.zeros(2)},
+            r"match no model tensor:\n    decoder.extra.weight",
+        ),
+    ],
+)
 def test_broken_files_are_refused_with_a_sentence(tmp_path, edit, match):
     sd = {k: v.contiguous() for k, v in make_tiny().state_dict().items()}
     path = tmp_path / "broken.safetensors"
@@ -159,10 +190,23 @@ def test_broken_files_are_refused_with_a_sentence(tmp_path, edit, match):
 
 
 def test_infer_config_works_on_plain_shapes():
-    shapes = {k: tuple(v.shape) for k, v in AutoencoderSemDisDiffAE(
-        model_dim=16, encoder_depth=1, decoder_depth=3, decoder_start_blocks=1, decoder_end_blocks=1,
-        adaln_low_rank_rank=4, mlp_ratio=2.0).state_dict().items()}
+    shapes = {
+        k: tuple(v.shape)
+        for k, v in AutoencoderSemDisDiffAE(
+            model_dim=16,
+            encoder_depth=1,
+            decoder_depth=3,
+            decoder_start_blocks=1,
+            decoder_end_blocks=1,
+            adaln_low_rank_rank=4,
+            mlp_ratio=2.0,
+        )
+        .state_dict()
+        .items()
+    }
     cls_name, config = infer_config(shapes)
     assert cls_name == "AutoencoderSemDisDiffAE" and config["decoder_depth"] == 3 and config["latent_channels"] == 128
-    assert AutoencoderMDiffAE.__name__ == infer_config(
-        {k: tuple(v.shape) for k, v in make_tiny().state_dict().items()})[0]
+    assert (
+        AutoencoderMDiffAE.__name__
+        == infer_config({k: tuple(v.shape) for k, v in make_tiny().state_dict().items()})[0]
+    )

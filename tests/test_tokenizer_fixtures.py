@@ -20,8 +20,19 @@ from safetensors import safe_open
 PARITY = Path(__file__).parent / "fixtures" / "parity"
 CT_FILES = {"softvq": "SoftVQModel", "maetok": "AEModel", "maetok_ape": "AEModel"}
 CT_ROOTS = ("encoder.", "decoder.", "quant_conv.", "post_quant_conv.", "quantize.")
-VMAE_ROOTS = ("pos_embed", "decoder_pos_embed", "patch_embed.", "blocks.", "norm.", "to_latent.", "from_latent.",
-              "decoder_embed.", "decoder_blocks.", "decoder_norm.", "decoder_pred.")
+VMAE_ROOTS = (
+    "pos_embed",
+    "decoder_pos_embed",
+    "patch_embed.",
+    "blocks.",
+    "norm.",
+    "to_latent.",
+    "from_latent.",
+    "decoder_embed.",
+    "decoder_blocks.",
+    "decoder_norm.",
+    "decoder_pred.",
+)
 BUFFERS = ("encoder.freqs_t_x", "encoder.freqs_t_y", "decoder.freqs_t_x", "decoder.freqs_t_y")
 
 

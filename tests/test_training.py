@@ -1,6 +1,5 @@
 """Training: the published objective's pieces, exact resume, and robust image folders."""
 
-
 import numpy as np
 import pytest
 import torch
@@ -30,8 +29,17 @@ def write_photos(folder, n=3, size=48):
 
 def tiny_config(tmp_path, **kw):
     data = write_photos(tmp_path / "data")
-    base = {"data": str(data), "output_dir": str(tmp_path / "run"), "model_config": dict(TINY), "steps": 6,
-            "batch_size": 2, "crop": 32, "warmup_steps": 2, "checkpoint_every": 3, "preview_every": 0}
+    base = {
+        "data": str(data),
+        "output_dir": str(tmp_path / "run"),
+        "model_config": dict(TINY),
+        "steps": 6,
+        "batch_size": 2,
+        "crop": 32,
+        "warmup_steps": 2,
+        "checkpoint_every": 3,
+        "preview_every": 0,
+    }
     base.update(kw)
     return TrainConfig(**base)
 
@@ -55,7 +63,11 @@ def test_training_writes_checkpoints_and_a_loadable_final_model(tmp_path):
     assert len(history) == 6 and all(np.isfinite(r["loss"]) for r in history)
     assert latest_checkpoint(run).name == "step_0000006"
     assert sorted(p.name for p in (run / "checkpoints" / "step_0000006").iterdir()) == [
-        "ema.safetensors", "model", "optimizer.safetensors", "trainer_state.json"]
+        "ema.safetensors",
+        "model",
+        "optimizer.safetensors",
+        "trainer_state.json",
+    ]
     assert (run / "previews" / "step_0000003.png").is_file()
     model = AutoencoderMDiffAE.from_pretrained(run / "final")
     assert model.config.model_dim == TINY["model_dim"]
@@ -120,8 +132,9 @@ def test_color_jitter_is_optional_deterministic_and_keeps_gray_gray(tmp_path):
     assert a.min() >= -1 and a.max() <= 1
     gray = on.crop_one(on.paths.index(folder / "gray.png"), torch.Generator().manual_seed(1))
     assert torch.allclose(gray[0], gray[1], atol=1e-5) and torch.allclose(gray[1], gray[2], atol=1e-5)
-    assert not torch.allclose(gray, plain.crop_one(plain.paths.index(folder / "gray.png"),
-                                                   torch.Generator().manual_seed(1)))
+    assert not torch.allclose(
+        gray, plain.crop_one(plain.paths.index(folder / "gray.png"), torch.Generator().manual_seed(1))
+    )
     with pytest.raises(ValueError, match="color_jitter"):
         ImageFolderCrops(folder, crop=32, log=lambda _: None, color_jitter=1.5)
 

@@ -65,9 +65,13 @@ class NodeSpec:
     widgets: Tuple[Widget, ...]
 
 
-def _tiled(): return (
-    Widget("tile_size", "INT", 512, min=64, max=4096), Widget("overlap", "INT", 64, min=0, max=4096),
-    Widget("temporal_size", "INT", 64, min=8, max=4096), Widget("temporal_overlap", "INT", 8, min=4, max=4096))
+def _tiled():
+    return (
+        Widget("tile_size", "INT", 512, min=64, max=4096),
+        Widget("overlap", "INT", 64, min=0, max=4096),
+        Widget("temporal_size", "INT", 64, min=8, max=4096),
+        Widget("temporal_overlap", "INT", 8, min=4, max=4096),
+    )
 
 
 # Stock nodes used here (ComfyUI 0.3.64); tests/test_comfyui_real.py compares this with /object_info.
@@ -79,11 +83,18 @@ STOCK: Dict[str, NodeSpec] = {
     "VAEDecode": NodeSpec((("samples", "LATENT"), ("vae", "VAE")), (("IMAGE", "IMAGE"),), ()),
     "VAEEncodeTiled": NodeSpec((("pixels", "IMAGE"), ("vae", "VAE")), (("LATENT", "LATENT"),), _tiled()),
     "VAEDecodeTiled": NodeSpec((("samples", "LATENT"), ("vae", "VAE")), (("IMAGE", "IMAGE"),), _tiled()),
-    "ImageScale": NodeSpec((("image", "IMAGE"),), (("IMAGE", "IMAGE"),), (
-        Widget("upscale_method", "COMBO", "nearest-exact",
-               ("nearest-exact", "bilinear", "area", "bicubic", "lanczos")),
-        Widget("width", "INT", 512, min=0, max=16384), Widget("height", "INT", 512, min=0, max=16384),
-        Widget("crop", "COMBO", "disabled", ("disabled", "center")))),
+    "ImageScale": NodeSpec(
+        (("image", "IMAGE"),),
+        (("IMAGE", "IMAGE"),),
+        (
+            Widget(
+                "upscale_method", "COMBO", "nearest-exact", ("nearest-exact", "bilinear", "area", "bicubic", "lanczos")
+            ),
+            Widget("width", "INT", 512, min=0, max=16384),
+            Widget("height", "INT", 512, min=0, max=16384),
+            Widget("crop", "COMBO", "disabled", ("disabled", "center")),
+        ),
+    ),
 }
 
 
@@ -114,11 +125,15 @@ def widgets_from_object_info(info: dict) -> Tuple[Widget, ...]:
             if kind == "INT":
                 extra = _control(name, opts.get("control_after_generate"))
             elif kind == "COMBO":
-                extra = "upload" if opts.get("image_upload") else \
-                    "control" if opts.get("control_after_generate") else None
+                extra = (
+                    "upload" if opts.get("image_upload") else "control" if opts.get("control_after_generate") else None
+                )
             default = opts.get("default", options[0] if options else None)
-            widgets.append(Widget(name, kind, default, options if kind == "COMBO" else None,
-                                  opts.get("min"), opts.get("max"), extra))
+            widgets.append(
+                Widget(
+                    name, kind, default, options if kind == "COMBO" else None, opts.get("min"), opts.get("max"), extra
+                )
+            )
     return tuple(widgets)
 
 
@@ -148,8 +163,13 @@ def pack_specs() -> Dict[str, NodeSpec]:
 
 
 def _spec_from_schema(io, schema) -> NodeSpec:
-    kinds = {io.Int.Input: "INT", io.Float.Input: "FLOAT", io.String.Input: "STRING",
-             io.Boolean.Input: "BOOLEAN", io.Combo.Input: "COMBO"}
+    kinds = {
+        io.Int.Input: "INT",
+        io.Float.Input: "FLOAT",
+        io.String.Input: "STRING",
+        io.Boolean.Input: "BOOLEAN",
+        io.Combo.Input: "COMBO",
+    }
     inputs, widgets = [], []
     for inp in sorted(schema.inputs, key=lambda i: bool(getattr(i, "optional", False))):  # required first
         kind = kinds.get(type(inp))
@@ -163,8 +183,9 @@ def _spec_from_schema(io, schema) -> NodeSpec:
         elif kind == "COMBO":
             extra = "upload" if inp.upload is not None else ("control" if inp.control_after_generate else None)
         default = inp.default if inp.default is not None or not options else options[0]
-        widgets.append(Widget(inp.id, kind, default, options, getattr(inp, "min", None), getattr(inp, "max", None),
-                              extra))
+        widgets.append(
+            Widget(inp.id, kind, default, options, getattr(inp, "min", None), getattr(inp, "max", None), extra)
+        )
     outputs = tuple((o.display_name or o.id or type(o).io_type, type(o).io_type) for o in schema.outputs)
     return NodeSpec(tuple(inputs), outputs, tuple(widgets))
 
@@ -237,8 +258,13 @@ class Graph:
         node_id = len(self.nodes) + 1
         width = WIDE if pos[0] == x_of(0) else WIDTH
         node = {
-            "id": node_id, "type": type_, "pos": list(pos), "size": [width, node_height(type_, width)], "flags": {},
-            "order": node_id - 1, "mode": 0,
+            "id": node_id,
+            "type": type_,
+            "pos": list(pos),
+            "size": [width, node_height(type_, width)],
+            "flags": {},
+            "order": node_id - 1,
+            "mode": 0,
             "inputs": [{"name": n, "type": t, "link": None} for n, t in spec.inputs],
             "outputs": [{"name": n, "type": t, "links": [], "slot_index": i} for i, (n, t) in enumerate(spec.outputs)],
             "properties": {"Node name for S&R": type_, **(CORE if type_ in STOCK else PACK)},
@@ -266,9 +292,15 @@ class Graph:
     def to_json(self) -> dict:
         return {
             "id": "00000000-0000-4000-8000-0000000000" + f"{len(self.nodes):02d}",
-            "revision": 0, "last_node_id": len(self.nodes), "last_link_id": len(self.links),
-            "nodes": self.nodes, "links": self.links, "groups": [], "config": {},
-            "extra": {"ds": {"scale": 0.8, "offset": [0, 0]}}, "version": 0.4,
+            "revision": 0,
+            "last_node_id": len(self.nodes),
+            "last_link_id": len(self.links),
+            "nodes": self.nodes,
+            "links": self.links,
+            "groups": [],
+            "config": {},
+            "extra": {"ds": {"scale": 0.8, "offset": [0, 0]}},
+            "version": 0.4,
         }
 
 
@@ -292,7 +324,10 @@ def roundtrip_stock() -> dict:
 
 
 DECODES = [  # steps, PDG strength, sampler
-    (1, 1.0, "ddim"), (4, 1.0, "ddim"), (4, 1.05, "ddim"), (8, 1.2, "dpmpp_2m"),
+    (1, 1.0, "ddim"),
+    (4, 1.0, "ddim"),
+    (4, 1.05, "ddim"),
+    (8, 1.2, "dpmpp_2m"),
 ]
 
 
@@ -307,11 +342,18 @@ def steps_and_pdg() -> dict:
     g.link(enc, 0, pca, "samples"), g.link(pca, 0, save, "images")
     for i, (steps, pdg, sampler) in enumerate(DECODES):
         x = x_of(2 + i)
-        title = f"{steps} step{'s' if steps > 1 else ''}" + (f", PDG {pdg}" if pdg != 1.0 else "") + \
-            (f", {sampler}" if sampler != "ddim" else "")
+        title = (
+            f"{steps} step{'s' if steps > 1 else ''}"
+            + (f", PDG {pdg}" if pdg != 1.0 else "")
+            + (f", {sampler}" if sampler != "ddim" else "")
+        )
         dec = g.add("MDiffAEDecode", (x, 20), title=title, steps=steps, pdg_strength=pdg, sampler=sampler)
-        prefix = f"mdiffae_{steps}step" + ("s" if steps > 1 else "") + ("_pdg" if pdg != 1.0 else "") + \
-            ("_dpm" if sampler != "ddim" else "")
+        prefix = (
+            f"mdiffae_{steps}step"
+            + ("s" if steps > 1 else "")
+            + ("_pdg" if pdg != 1.0 else "")
+            + ("_dpm" if sampler != "ddim" else "")
+        )
         save = g.add("SaveImage", (x, g.below(dec)), filename_prefix=prefix)
         g.link(enc, 0, dec, "samples"), g.link(vae, 0, dec, "vae"), g.link(dec, 0, save, "images")
     return g.to_json()
@@ -346,8 +388,16 @@ def family_check(checkpoint: str, prefix: str, image: str = SAMPLE) -> dict:
     save = g.add("SaveImage", (x_of(2), 20), filename_prefix=f"{prefix}_stock")
     g.link(dec, 0, save, "images")
     menc = g.add("MDiffAEEncode", (x_of(3), 20))
-    mdec = g.add("MDiffAEDecode", (x_of(3), g.below(menc)), steps=2, pdg_strength=1.5, seed=3,
-                 sampler="dpmpp_2m", schedule="cosine", strength=0.9)
+    mdec = g.add(
+        "MDiffAEDecode",
+        (x_of(3), g.below(menc)),
+        steps=2,
+        pdg_strength=1.5,
+        seed=3,
+        sampler="dpmpp_2m",
+        schedule="cosine",
+        strength=0.9,
+    )
     g.link(img, 0, menc, "pixels"), g.link(vae, 0, menc, "vae")
     g.link(menc, 0, mdec, "samples"), g.link(vae, 0, mdec, "vae")
     save = g.add("SaveImage", (x_of(4), 20), filename_prefix=f"{prefix}_options")
@@ -379,8 +429,11 @@ def to_api(ui: dict) -> dict:
             if inp["link"] is not None:
                 _, src, slot, _, _, _ = links[inp["link"]]
                 inputs[inp["name"]] = [str(src), slot]
-        prompt[str(node["id"])] = {"class_type": node["type"], "inputs": inputs,
-                                   "_meta": {"title": node.get("title", node["type"])}}
+        prompt[str(node["id"])] = {
+            "class_type": node["type"],
+            "inputs": inputs,
+            "_meta": {"title": node.get("title", node["type"])},
+        }
     return prompt
 
 

@@ -21,12 +21,19 @@ DTYPES = ("float32", "bfloat16", "float16")
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("snapshot", help="downloaded original repository folder (config.json + model.safetensors)")
     parser.add_argument("out", help="output diffusers folder (written only if every check passes)")
-    parser.add_argument("--verify", action="store_true",
-                        help="run the original package shipped in the snapshot and compare outputs")
+    parser.add_argument(
+        "--verify", action="store_true", help="run the original package shipped in the snapshot and compare outputs"
+    )
     parser.add_argument("--dtype", choices=DTYPES, default="float32", help="dtype of the saved weights")
-    parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists (only once the new one is complete)")
-    parser.add_argument("--min-psnr", type=float, default=None,
-                        help="warn when the sample reconstruction is below this PSNR in dB (default 25)")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace OUT if it exists (only once the new one is complete)"
+    )
+    parser.add_argument(
+        "--min-psnr",
+        type=float,
+        default=None,
+        help="warn when the sample reconstruction is below this PSNR in dB (default 25)",
+    )
     return parser
 
 
@@ -55,7 +62,9 @@ def run(args) -> int:
     min_psnr = PLAUSIBLE_PSNR_DB if args.min_psnr is None else args.min_psnr
     try:
         model = convert_original_snapshot(snapshot)
-        print(f"loaded {snapshot}: {type(model).__name__}, {model.num_parameters():,} parameters, every tensor matched")
+        print(
+            f"loaded {snapshot}: {type(model).__name__}, {model.num_parameters():,} parameters, every tensor matched"
+        )
         if args.verify:
             result = verify_against_original(snapshot, model)
             for name, d in result.diffs.items():
@@ -63,17 +72,22 @@ def run(args) -> int:
             for note in result.notes:
                 print(f"verify note: {note}")
             if not result.passed():
-                _error(f"{snapshot}: verification against {result.package} failed (largest difference "
-                       f"{result.max_diff:.3e}, tolerance {VERIFY_TOLERANCE:.0e}); nothing written")
+                _error(
+                    f"{snapshot}: verification against {result.package} failed (largest difference "
+                    f"{result.max_diff:.3e}, tolerance {VERIFY_TOLERANCE:.0e}); nothing written"
+                )
                 return 1
             print(f"verify: passed (largest difference {result.max_diff:.3e} < {VERIFY_TOLERANCE:.0e})")
         value = sample_psnr(model)
         print(f"sample image PSNR (1-step decode, float32): {value:.2f} dB")
         if value < min_psnr:
             bar = "!" * 78
-            print(f"{bar}\nWARNING: {value:.2f} dB is implausibly low for a trained checkpoint "
-                  f"(expected > {min_psnr:.0f} dB).\nThe tensor names may have matched the wrong "
-                  f"layers. Run with --verify to compare against the original code.\n{bar}", file=sys.stderr)
+            print(
+                f"{bar}\nWARNING: {value:.2f} dB is implausibly low for a trained checkpoint "
+                f"(expected > {min_psnr:.0f} dB).\nThe tensor names may have matched the wrong "
+                f"layers. Run with --verify to compare against the original code.\n{bar}",
+                file=sys.stderr,
+            )
         with atomic_directory(out, overwrite=args.overwrite) as tmp:
             model.to(getattr(torch, args.dtype)).save_pretrained(tmp)
     except (CheckpointError, OSError) as e:

@@ -111,8 +111,11 @@ def _block_family(shapes: Shapes, source: str) -> str:
     fcdm = any(".pwconv1." in k or ".grn." in k for k in shapes) or "latent_norm_running_mean" in shapes
     dico = any(re.search(r"\.conv1\.weight$", k) for k in shapes) and any(".cca." in k for k in shapes)
     if fcdm == dico:
-        what = "both FCDM (pwconv1, grn) and DiCo (conv1, cca) blocks" if fcdm else \
-            "neither FCDM blocks (pwconv1, grn) nor DiCo blocks (conv1, cca)"
+        what = (
+            "both FCDM (pwconv1, grn) and DiCo (conv1, cca) blocks"
+            if fcdm
+            else "neither FCDM blocks (pwconv1, grn) nor DiCo blocks (conv1, cca)"
+        )
         raise CheckpointError(f"{source} is not an mDiffAE-family checkpoint: it has {what}")
     return FCDM if fcdm else DICO
 
@@ -134,8 +137,10 @@ def _depths(shapes: Shapes, source: str) -> Tuple[int, int, int, int]:
     flat = _count(shapes, "decoder.blocks")
     start, middle, end = (_count(shapes, f"decoder.{part}_blocks") for part in ("start", "middle", "end"))
     if flat and (start or middle or end):
-        raise CheckpointError(f"{source} has both a flat decoder (decoder.blocks) and a skip decoder "
-                              "(decoder.start_blocks/middle_blocks/end_blocks)")
+        raise CheckpointError(
+            f"{source} has both a flat decoder (decoder.blocks) and a skip decoder "
+            "(decoder.start_blocks/middle_blocks/end_blocks)"
+        )
     if not flat and not middle:
         raise _incomplete(source, "decoder blocks")
     if not encoder_depth:
@@ -168,9 +173,16 @@ def infer_config(shapes: Shapes, source: str = "checkpoint") -> Tuple[str, dict]
     hidden_name, kernel_name = ("pwconv1", "dwconv") if family == FCDM else ("mlp.conv_in", "conv2")
     hidden = _shape(shapes, f"{first}.{hidden_name}.weight", 4, source)[0]
     config = {
-        "in_channels": in_channels, "out_channels": in_channels, "patch_size": patch, "model_dim": model_dim,
-        "encoder_depth": encoder_depth, "decoder_depth": decoder_depth, "decoder_start_blocks": start,
-        "decoder_end_blocks": end, "latent_channels": latent, "mlp_ratio": _mlp_ratio(model_dim, hidden),
+        "in_channels": in_channels,
+        "out_channels": in_channels,
+        "patch_size": patch,
+        "model_dim": model_dim,
+        "encoder_depth": encoder_depth,
+        "decoder_depth": decoder_depth,
+        "decoder_start_blocks": start,
+        "decoder_end_blocks": end,
+        "latent_channels": latent,
+        "mlp_ratio": _mlp_ratio(model_dim, hidden),
         "depthwise_kernel_size": _shape(shapes, f"{first}.{kernel_name}.weight", 4, source)[-1],
         "adaln_low_rank_rank": _shape(shapes, "decoder.adaln_deltas.0.down.weight", 2, source)[0],
     }
@@ -188,8 +200,11 @@ def infer_config(shapes: Shapes, source: str = "checkpoint") -> Tuple[str, dict]
         return FCDM, config
     config["pdg_mode"] = _pdg_mode(set(shapes))
     if config["pdg_mode"] is None:
-        raise _incomplete(source, "guidance feature in its decoder (decoder.mask_feature, "
-                                  "decoder.latent_mask_feature or decoder.path_drop_mask_feature)")
+        raise _incomplete(
+            source,
+            "guidance feature in its decoder (decoder.mask_feature, "
+            "decoder.latent_mask_feature or decoder.path_drop_mask_feature)",
+        )
     config["outer_norms"] = "decoder.norm_in.weight" in shapes
     return DICO, config
 

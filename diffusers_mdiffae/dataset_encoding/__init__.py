@@ -12,8 +12,11 @@ importing torch.
 from importlib import import_module
 
 _WHERE = {
-    "EncodeConfig": ".options", "encode_dataset": ".encode", "main": ".encode",
-    "LatentShardDataset": ".reader", "load_manifest": ".reader",
+    "EncodeConfig": ".options",
+    "encode_dataset": ".encode",
+    "main": ".encode",
+    "LatentShardDataset": ".reader",
+    "load_manifest": ".reader",
 }
 
 __all__ = ["EncodeConfig", "LatentShardDataset", "encode_dataset", "load_manifest", "main"]

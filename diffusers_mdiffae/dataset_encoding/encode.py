@@ -41,7 +41,7 @@ def preprocess(image, cfg: EncodeConfig) -> Tuple[torch.Tensor, Dict]:
     else:
         th, tw = nh // 16 * 16, nw // 16 * 16
     top, left = (nh - th) // 2, (nw - tw) // 2
-    x = x[..., top: top + th, left: left + tw]
+    x = x[..., top : top + th, left : left + tw]
     return x[0], {"original_size": [h, w], "resized_size": [nh, nw], "crop_box": [top, left, top + th, left + tw]}
 
 
@@ -61,8 +61,11 @@ def _sha256_files(paths: Sequence[Path]) -> str:
 
 def _sha256_model(model) -> str:
     """Hash of a loaded model's config and weights (what it computes, wherever it came from)."""
-    h = hashlib.sha256(json.dumps({k: v for k, v in dict(model.config).items() if not k.startswith("_")},
-                                  sort_keys=True, default=str).encode())
+    h = hashlib.sha256(
+        json.dumps(
+            {k: v for k, v in dict(model.config).items() if not k.startswith("_")}, sort_keys=True, default=str
+        ).encode()
+    )
     for name, tensor in sorted(model.state_dict().items()):
         h.update(name.encode() + b"\0" + str(tensor.dtype).encode())
         h.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
@@ -79,8 +82,9 @@ def model_fingerprint(model, spec=None) -> Dict[str, str]:
     """
     folder = Path(spec) if spec is not None and Path(spec).is_dir() else None
     if folder is not None:
-        files = sorted(p for p in folder.iterdir()
-                       if p.is_file() and (p.suffix == ".safetensors" or p.name == "config.json"))
+        files = sorted(
+            p for p in folder.iterdir() if p.is_file() and (p.suffix == ".safetensors" or p.name == "config.json")
+        )
         if files:
             return {"model_sha256": _sha256_files(files), "model_path": os.path.realpath(folder)}
     return {"model_sha256": _sha256_model(model), "model_path": str(spec or "in-memory model")}
@@ -94,7 +98,8 @@ def _fingerprint(source: ImageSource, cfg: EncodeConfig, model_fp: Dict[str, str
 def _same_run(previous: Dict, current: Dict) -> bool:
     informative = ("model_path",)
     return {k: v for k, v in previous.items() if k not in informative} == {
-        k: v for k, v in current.items() if k not in informative}
+        k: v for k, v in current.items() if k not in informative
+    }
 
 
 def _write_atomic_json(path: Path, data) -> None:
@@ -116,14 +121,14 @@ def _encode_shard(model, source: ImageSource, k: int, cfg: EncodeConfig, out: Pa
             skipped.append({"source": name, "reason": reason})
             tally.skip(name, reason)
             continue
-        for flip in ([False, True] if cfg.flip else [False]):
+        for flip in [False, True] if cfg.flip else [False]:
             pixels.append(x.flip(-1) if flip else x)
             samples.append({"source": name, "index": i, "flip": flip, "notes": notes, **geom})
     latents = []
     dtype = model.dtype
     with torch.inference_mode():
         for b in range(0, len(pixels), cfg.batch_size):
-            chunk = pixels[b: b + cfg.batch_size]
+            chunk = pixels[b : b + cfg.batch_size]
             if len({tuple(p.shape) for p in chunk}) == 1:
                 latents += list(model.encode(torch.stack(chunk).to(model.device, dtype)).latent.float().cpu())
             else:  # crop=False: sizes differ, encode one by one
@@ -140,9 +145,16 @@ def _encode_shard(model, source: ImageSource, k: int, cfg: EncodeConfig, out: Pa
     tensors["stats.sum"], tensors["stats.sumsq"] = total, total_sq
     tensors["stats.count"] = torch.tensor([count], dtype=torch.float64)
     # A shard exists under its final name only when complete.
-    save_safetensors(tensors, shard_path(out, k), metadata={
-        "samples": json.dumps(samples), "skipped": json.dumps(skipped), "shard": str(k),
-        "format": "mdiffae-latent-shard-v1"})
+    save_safetensors(
+        tensors,
+        shard_path(out, k),
+        metadata={
+            "samples": json.dumps(samples),
+            "skipped": json.dumps(skipped),
+            "shard": str(k),
+            "format": "mdiffae-latent-shard-v1",
+        },
+    )
     return len(latents)
 
 
@@ -179,11 +191,16 @@ def _collect_manifest(out: Path, n_shards: int, fingerprint: Dict, latent_channe
     mean = total / max(count, 1)
     std = (total_sq / max(count, 1) - mean.square()).clamp_min(0).sqrt()
     manifest = {
-        "format": "mdiffae-latent-dataset-v1", **fingerprint, "latent_channels": latent_channels,
-        "num_samples": num_samples, "shards": shards, "skipped": skipped,
-        "latents_mean": mean.tolist(), "latents_std": std.tolist(),
+        "format": "mdiffae-latent-dataset-v1",
+        **fingerprint,
+        "latent_channels": latent_channels,
+        "num_samples": num_samples,
+        "shards": shards,
+        "skipped": skipped,
+        "latents_mean": mean.tolist(),
+        "latents_std": std.tolist(),
         "hint": "normalise with (z - latents_mean) / latents_std per channel; "
-                "a single scalar scale is 1 / mean(latents_std)",
+        "a single scalar scale is 1 / mean(latents_std)",
     }
     return manifest
 
@@ -202,8 +219,10 @@ def _claim_run(out: Path, fingerprint: Dict) -> None:
     except ValueError:
         raise ValueError(f"{run_file}: unreadable (not JSON); use a new output folder") from None
     if not isinstance(previous, dict) or not _same_run(previous, fingerprint):
-        raise ValueError(f"{out}: holds a run with other settings, inputs or model weights ({RUN_FILE} differs); "
-                         "use a new output folder")
+        raise ValueError(
+            f"{out}: holds a run with other settings, inputs or model weights ({RUN_FILE} differs); "
+            "use a new output folder"
+        )
 
 
 def _remove_my_stale_shards(out: Path, mine: Sequence[int]) -> None:
@@ -218,8 +237,13 @@ def _encode_shards(model, src: ImageSource, todo: Sequence[int], cfg: EncodeConf
 
     pause = float(os.environ.get(_PAUSE_ENV, "0") or 0)
     sizes = {k: min((k + 1) * cfg.shard_size, len(src)) - k * cfg.shard_size for k in todo}
-    bar = tqdm(total=sum(sizes.values()), disable=not accelerator.is_main_process, desc="encode",
-               unit="img", dynamic_ncols=True)
+    bar = tqdm(
+        total=sum(sizes.values()),
+        disable=not accelerator.is_main_process,
+        desc="encode",
+        unit="img",
+        dynamic_ncols=True,
+    )
     t0, done = time.perf_counter(), 0
     for k in todo:
         done += _encode_shard(model, src, k, cfg, out, log)
@@ -279,8 +303,10 @@ def encode_dataset(
     mine = [k for k in range(n_shards) if k % accelerator.num_processes == accelerator.process_index]
     _remove_my_stale_shards(out, mine)
     todo = [k for k in mine if not _shard_done(shard_path(out, k))]
-    main_log(f"{len(src)} images in {n_shards} shards; {accelerator.num_processes} process(es); "
-             f"main process: {len(mine) - len(todo)} of its {len(mine)} shards already done")
+    main_log(
+        f"{len(src)} images in {n_shards} shards; {accelerator.num_processes} process(es); "
+        f"main process: {len(mine) - len(todo)} of its {len(mine)} shards already done"
+    )
     _encode_shards(model, src, todo, cfg, out, main_log, accelerator)
     accelerator.wait_for_everyone()
     if not accelerator.is_main_process:

@@ -48,12 +48,17 @@ def add_arguments(p) -> None:
     p.add_argument("input", help="image folder (recursive) or a datasets folder saved with save_to_disk")
     p.add_argument("output", help="output folder for shards/, run.json and manifest.json (a rerun resumes it)")
     p.add_argument("--model", help="diffusers folder, published snapshot folder or Hub id (default: bundled demo)")
-    p.add_argument("--resolution", type=multiple_of_16, default=256,
-                   help="shorter side after resizing, a multiple of 16; centre-cropped square (default: 256)")
+    p.add_argument(
+        "--resolution",
+        type=multiple_of_16,
+        default=256,
+        help="shorter side after resizing, a multiple of 16; centre-cropped square (default: 256)",
+    )
     p.add_argument("--no-crop", action="store_true", help="keep the aspect ratio (sides cropped to multiples of 16)")
     p.add_argument("--flip", action="store_true", help="also encode horizontal flips")
-    p.add_argument("--dtype", choices=DTYPE_NAMES, default="float16",
-                   help="storage dtype of the latents (default: float16)")
+    p.add_argument(
+        "--dtype", choices=DTYPE_NAMES, default="float16", help="storage dtype of the latents (default: float16)"
+    )
     p.add_argument("--shard-size", type=positive_int, default=256, help="images per shard (default: 256)")
     p.add_argument("--batch-size", type=positive_int, default=16, help="images per encoder call (default: 16)")
     p.add_argument("--column", default="image", help="image column of a datasets dataset (default: image)")
@@ -61,13 +66,21 @@ def add_arguments(p) -> None:
 
 
 def config_from_args(a) -> EncodeConfig:
-    return EncodeConfig(resolution=a.resolution, crop=not a.no_crop, flip=a.flip, dtype=a.dtype,
-                        shard_size=a.shard_size, batch_size=a.batch_size, column=a.column)
+    return EncodeConfig(
+        resolution=a.resolution,
+        crop=not a.no_crop,
+        flip=a.flip,
+        dtype=a.dtype,
+        shard_size=a.shard_size,
+        batch_size=a.batch_size,
+        column=a.column,
+    )
 
 
 def build_parser() -> OneLineParser:
     """The standalone parser (``python -m diffusers_mdiffae.dataset_encoding``), torch-free like the rest."""
-    p = OneLineParser(prog="mdiffae encode-dataset",
-                      description="Encode an image dataset to sharded mDiffAE latents (resumable).")
+    p = OneLineParser(
+        prog="mdiffae encode-dataset", description="Encode an image dataset to sharded mDiffAE latents (resumable)."
+    )
     add_arguments(p)
     return p

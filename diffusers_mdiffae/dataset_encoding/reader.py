@@ -57,8 +57,13 @@ class LatentShardDataset(Dataset):
         z = self._handles[file].get_tensor(f"latent.{j}").float()
         if self.normalize:
             z = (z - self.mean) / self.std
-        return {"latent": z, "source": meta["source"], "flip": meta["flip"],
-                "original_size": meta["original_size"], "crop_box": meta["crop_box"]}
+        return {
+            "latent": z,
+            "source": meta["source"],
+            "flip": meta["flip"],
+            "original_size": meta["original_size"],
+            "crop_box": meta["crop_box"],
+        }
 
     def __getstate__(self):  # DataLoader workers re-open shards themselves
         state = dict(self.__dict__)

@@ -78,8 +78,11 @@ class Decoder(nn.Module):
         def blocks(n):
             return nn.ModuleList(
                 BLOCK_TYPES[block_type](
-                    model_dim, mlp_ratio, depthwise_kernel_size=depthwise_kernel_size,
-                    use_external_adaln=True, norm_eps=norm_eps,
+                    model_dim,
+                    mlp_ratio,
+                    depthwise_kernel_size=depthwise_kernel_size,
+                    use_external_adaln=True,
+                    norm_eps=norm_eps,
                 )
                 for _ in range(n)
             )
@@ -174,9 +177,9 @@ class Decoder(nn.Module):
                     raise ValueError(f"path drop is not available with pdg_mode={self.pdg_mode!r}")
                 middle = self.path_drop_mask_feature.to(start.dtype).expand_as(start)
             else:
-                middle = self._run(self.middle_blocks, start, mods[n_start:n_start + n_mid])
+                middle = self._run(self.middle_blocks, start, mods[n_start : n_start + n_mid])
             h = self.fuse_skip(torch.cat([start, middle], dim=1))
-            h = self._run(self.end_blocks, h, mods[n_start + n_mid:])
+            h = self._run(self.end_blocks, h, mods[n_start + n_mid :])
         if self.norm_out is not None:
             h = self.norm_out(h)
         return self.unpatchify(self.out_proj(h))

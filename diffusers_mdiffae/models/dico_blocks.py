@@ -104,9 +104,7 @@ class DiCoBlock(nn.Module):
         if self.use_external_adaln:
             if adaln_m is None:
                 raise ValueError("this DiCoBlock is conditioned: pass adaln_m of shape [B, 4*C]")
-            scale1, gate1, scale2, gate2 = (
-                m[:, :, None, None].to(x.dtype) for m in adaln_m.chunk(4, dim=1)
-            )
+            scale1, gate1, scale2, gate2 = (m[:, :, None, None].to(x.dtype) for m in adaln_m.chunk(4, dim=1))
             x = x + gate1 * self._conv_path(self.norm1(x) * (1 + scale1))
             return x + gate2 * self.mlp(self.norm2(x) * (1 + scale2))
         gate1 = self.gate1.view(1, -1, 1, 1).to(x.dtype)

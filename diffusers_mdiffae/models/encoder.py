@@ -56,7 +56,9 @@ class Encoder(nn.Module):
         )
         self.to_bottleneck = nn.Conv2d(model_dim, (2 if posterior else 1) * latent_channels, 1)
         self.norm_out = (
-            ChannelWiseRMSNorm(latent_channels, eps=norm_eps, affine=bottleneck_norm_affine) if bottleneck_norm else None
+            ChannelWiseRMSNorm(latent_channels, eps=norm_eps, affine=bottleneck_norm_affine)
+            if bottleneck_norm
+            else None
         )
         self.gradient_checkpointing = False
         # Activation layout; the autoencoder's use_channels_last() sets it with the weights'.

@@ -27,12 +27,18 @@ def validate_config(cls, config: Dict, source: str = "config") -> None:
     params = inspect.signature(cls.__init__).parameters
     unknown = sorted(k for k in config if k not in params and k not in _DIFFUSERS_KEYS and k != "self")
     if unknown:
-        raise ValueError(f"{source}: unknown key(s) {unknown} for {cls.__name__} (a typo?); known: {sorted(params)[:60]}")
+        raise ValueError(
+            f"{source}: unknown key(s) {unknown} for {cls.__name__} (a typo?); known: {sorted(params)[:60]}"
+        )
     for key, value in config.items():
         if key not in params:
             continue
         default = params[key].default
-        if default is inspect.Parameter.empty or value is None and (default is None or "Optional" in str(params[key].annotation)):
+        if (
+            default is inspect.Parameter.empty
+            or value is None
+            and (default is None or "Optional" in str(params[key].annotation))
+        ):
             continue
         expected = type(default) if default is not None else None
         ok = True
@@ -54,7 +60,11 @@ def validate_config(cls, config: Dict, source: str = "config") -> None:
 def nonfinite_tensors(model: torch.nn.Module):
     """Names of parameters and buffers holding NaN or infinite values."""
     tensors = list(model.named_parameters()) + list(model.named_buffers())
-    return [n for n, t in tensors if t.is_floating_point() and t.device.type != "meta" and not bool(torch.isfinite(t).all())]
+    return [
+        n
+        for n, t in tensors
+        if t.is_floating_point() and t.device.type != "meta" and not bool(torch.isfinite(t).all())
+    ]
 
 
 def check_loading_info(info: Dict, source, cls_name: str) -> None:
@@ -65,7 +75,9 @@ def check_loading_info(info: Dict, source, cls_name: str) -> None:
         if names:
             problems.append(f"  {key.replace('_', ' ')} ({len(names)}): " + ", ".join(names))
     if info.get("mismatched_keys"):
-        problems.append("  shape mismatches: " + ", ".join(f"{k} {list(a)} vs {list(b)}" for k, a, b in info["mismatched_keys"]))
+        problems.append(
+            "  shape mismatches: " + ", ".join(f"{k} {list(a)} vs {list(b)}" for k, a, b in info["mismatched_keys"])
+        )
     if info.get("error_msgs"):
         problems.append("  errors: " + "; ".join(map(str, info["error_msgs"])))
     if problems:
@@ -80,7 +92,11 @@ def model_classes() -> Dict[str, type]:
 
 
 def build_from_state_dict(
-    cls_name: str, config: Dict, state_dict: Dict[str, torch.Tensor], rules=(), torch_dtype: Optional[torch.dtype] = None,
+    cls_name: str,
+    config: Dict,
+    state_dict: Dict[str, torch.Tensor],
+    rules=(),
+    torch_dtype: Optional[torch.dtype] = None,
     source: str = "checkpoint",
 ):
     """Construct ``cls(**config)`` and fill it strictly from ``state_dict`` (renamed by ``rules``)."""
@@ -106,7 +122,11 @@ def build_from_snapshot(snapshot: OriginalSnapshot, torch_dtype: Optional[torch.
     """The model of a published snapshot (see :func:`~diffusers_mdiffae.conversion.convert.read_original_snapshot`)."""
     layout = snapshot.layout
     return build_from_state_dict(
-        layout.class_name, snapshot.config, snapshot.state_dict, layout.key_rules, torch_dtype,
+        layout.class_name,
+        snapshot.config,
+        snapshot.state_dict,
+        layout.key_rules,
+        torch_dtype,
         source=f"{snapshot.path} ({layout.name} layout)",
     )
 
@@ -135,8 +155,11 @@ def locate_original_snapshot(
         return None
     from huggingface_hub import hf_hub_download, snapshot_download
 
-    keep = {k: hub_kwargs[k] for k in ("revision", "cache_dir", "token", "local_files_only", "force_download")
-            if hub_kwargs.get(k) is not None}
+    keep = {
+        k: hub_kwargs[k]
+        for k in ("revision", "cache_dir", "token", "local_files_only", "force_download")
+        if hub_kwargs.get(k) is not None
+    }
     try:
         config = hf_hub_download(str(pretrained), "config.json", subfolder=subfolder, **keep)
     except Exception:  # offline, missing repo, gated...: let diffusers report it

@@ -18,6 +18,3 @@ def apply_keeping_float32(module: nn.Module, super_apply: Callable, fn, recurse:
     for name, value in saved.items():
         setattr(module, name, value.to(getattr(module, name).device))
     return module
-
-
-

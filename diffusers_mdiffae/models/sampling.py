@@ -118,7 +118,11 @@ def resolve_settings(
     config with PDG enabled guides at its strength, 1.0 included, as the published samplers do.
     """
     steps, w, sampler_, schedule_, strength_ = (
-        defaults.num_steps, defaults.pdg_strength, defaults.sampler, defaults.schedule, defaults.strength
+        defaults.num_steps,
+        defaults.pdg_strength,
+        defaults.sampler,
+        defaults.schedule,
+        defaults.strength,
     )
     if inference_config is not None:
         steps = inference_config.num_steps
@@ -184,9 +188,7 @@ def draw_noise(
     return noise.to(device), generator
 
 
-def keep_mask(
-    generator: GeneratorArg, batch: int, h: int, w: int, mask_ratio: float, device
-) -> torch.Tensor:
+def keep_mask(generator: GeneratorArg, batch: int, h: int, w: int, mask_ratio: float, device) -> torch.Tensor:
     """The token-mask PDG keep-mask ``[B, 1, h, w]`` drawn from ``generator`` (continuing its stream)."""
     return grouped_keep_mask(batch, h, w, mask_ratio, generator=generator, device=device)
 
@@ -209,7 +211,9 @@ def run_sampler(
     z = latents.to(dtype)
     b = z.shape[0]
     w = settings.pdg_strength
-    scheduler.set_timesteps(settings.num_steps, device=z.device, schedule=settings.schedule, strength=settings.strength)
+    scheduler.set_timesteps(
+        settings.num_steps, device=z.device, schedule=settings.schedule, strength=settings.strength
+    )
     x = scheduler.initial_state(noise.to(z.device))
     cond = decoder.condition_tokens(z)
     token = w is not None and decoder.uses_token_mask

@@ -30,7 +30,7 @@ def ramp(length: int, start: int, end: int, total: int, overlap: int) -> torch.T
         if start > 0:
             w[:n] = torch.minimum(w[:n], up[:n])
         if end < total:
-            w[length - n:] = torch.minimum(w[length - n:], up[:n].flip(0))
+            w[length - n :] = torch.minimum(w[length - n :], up[:n].flip(0))
     return w
 
 

@@ -13,9 +13,7 @@ def _uniform(shape, generator: GeneratorArg, device) -> torch.Tensor:
     if isinstance(generator, list):
         if len(generator) != shape[0]:
             raise ValueError(f"got {len(generator)} generators for a batch of {shape[0]}")
-        return torch.cat(
-            [torch.rand((1, *shape[1:]), generator=g, device=g.device).to(device) for g in generator]
-        )
+        return torch.cat([torch.rand((1, *shape[1:]), generator=g, device=g.device).to(device) for g in generator])
     gen_device = generator.device if generator is not None else device
     return torch.rand(shape, generator=generator, device=gen_device).to(device)
 

@@ -244,9 +244,7 @@ class VPDDIMScheduler(SchedulerMixin, ConfigMixin):
         eps = (x_t - alpha * x0) / sigma
         return alpha_n * x0 + sigma_n * eps
 
-    def add_noise(
-        self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor
-    ) -> torch.Tensor:
+    def add_noise(self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
         """``x_t = alpha_t x_0 + sigma_t * pixel_noise_std * noise`` for unit Gaussian ``noise``.
 
         ``timesteps`` are continuous times in [0, 1], one per sample (``[B]``) or a scalar.
@@ -254,5 +252,7 @@ class VPDDIMScheduler(SchedulerMixin, ConfigMixin):
         t = torch.as_tensor(timesteps, dtype=torch.float32, device=original_samples.device).reshape(-1)
         alpha, sigma = self.alpha_sigma(t)
         x0 = original_samples.float()
-        noisy = broadcast_like(alpha, x0) * x0 + broadcast_like(sigma, x0) * self.config.pixel_noise_std * noise.float()
+        noisy = (
+            broadcast_like(alpha, x0) * x0 + broadcast_like(sigma, x0) * self.config.pixel_noise_std * noise.float()
+        )
         return noisy.to(original_samples.dtype)

@@ -21,7 +21,9 @@ SCHEDULES = ("linear", "cosine")
 def alpha_sigma_from_logsnr(logsnr: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     """``alpha = sqrt(sigmoid(logsnr))``, ``sigma = sqrt(sigmoid(-logsnr))``, in float32."""
     logsnr = logsnr.float()
-    return torch.exp(0.5 * torch.nn.functional.logsigmoid(logsnr)), torch.exp(0.5 * torch.nn.functional.logsigmoid(-logsnr))
+    return torch.exp(0.5 * torch.nn.functional.logsigmoid(logsnr)), torch.exp(
+        0.5 * torch.nn.functional.logsigmoid(-logsnr)
+    )
 
 
 def cosine_interpolated_logsnr(t: torch.Tensor, logsnr_min: float = -10.0, logsnr_max: float = 10.0) -> torch.Tensor:

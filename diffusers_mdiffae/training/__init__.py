@@ -10,7 +10,19 @@ from .objective import ObjectiveConfig, diffusion_loss
 from .state import EMA, CheckpointError, complete_checkpoints, latest_checkpoint, load_checkpoint, save_checkpoint
 
 __all__ = [
-    "CheckpointError", "EMA", "ImageFolderCrops", "ObjectiveConfig", "SKIMAGE_HELDOUT", "SKIMAGE_TRAIN",
-    "TrainConfig", "complete_checkpoints", "diffusion_loss", "export_skimage_photos", "latest_checkpoint",
-    "load_checkpoint", "save_checkpoint", "step_generator", "train",
+    "CheckpointError",
+    "EMA",
+    "ImageFolderCrops",
+    "ObjectiveConfig",
+    "SKIMAGE_HELDOUT",
+    "SKIMAGE_TRAIN",
+    "TrainConfig",
+    "complete_checkpoints",
+    "diffusion_loss",
+    "export_skimage_photos",
+    "latest_checkpoint",
+    "load_checkpoint",
+    "save_checkpoint",
+    "step_generator",
+    "train",
 ]

@@ -79,8 +79,9 @@ class ImageFolderCrops:
             self.paths.append(path)
             tally.done()
         if not self.paths:
-            raise ValueError(f"{folder}: no usable images"
-                             + (f" ({len(self.skipped)} skipped)" if self.skipped else ""))
+            raise ValueError(
+                f"{folder}: no usable images" + (f" ({len(self.skipped)} skipped)" if self.skipped else "")
+            )
         log(f"{tally.summary()} ({folder})")
 
     def __len__(self) -> int:
@@ -106,10 +107,11 @@ class ImageFolderCrops:
         side = min(max(self.crop, round(self.crop / scale)), h, w)
         y = int(torch.randint(0, h - side + 1, (), generator=g))
         x = int(torch.randint(0, w - side + 1, (), generator=g))
-        out = img[:, y: y + side, x: x + side].float()
+        out = img[:, y : y + side, x : x + side].float()
         if side != self.crop:
-            out = F.interpolate(out[None], size=(self.crop, self.crop), mode="bilinear", antialias=True,
-                                align_corners=False)[0]
+            out = F.interpolate(
+                out[None], size=(self.crop, self.crop), mode="bilinear", antialias=True, align_corners=False
+            )[0]
         if bool(torch.rand((), generator=g) < 0.5):
             out = out.flip(-1)
         if self.color_jitter:
@@ -160,6 +162,21 @@ def export_skimage_photos(out_dir: Union[str, os.PathLike], names=None) -> List[
 
 # scikit-image's sample images (shipped with the package). The held-out ones are never trained
 # on: astronaut is also the package's sample photo (assets/astronaut_256.png).
-SKIMAGE_TRAIN = ("chelsea", "stereo_motorcycle", "hubble_deep_field", "retina", "immunohistochemistry",
-                 "colorwheel", "logo", "brick", "grass", "gravel", "moon", "coins", "cell", "page", "text")
+SKIMAGE_TRAIN = (
+    "chelsea",
+    "stereo_motorcycle",
+    "hubble_deep_field",
+    "retina",
+    "immunohistochemistry",
+    "colorwheel",
+    "logo",
+    "brick",
+    "grass",
+    "gravel",
+    "moon",
+    "coins",
+    "cell",
+    "page",
+    "text",
+)
 SKIMAGE_HELDOUT = ("astronaut", "coffee", "rocket", "camera")

@@ -68,8 +68,13 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Refuse settings that would crash later or train on garbage, with the field's name."""
-        for name, low in (("steps", 1), ("batch_size", 1), ("warmup_steps", 0), ("checkpoint_every", 0),
-                          ("preview_every", 0)):
+        for name, low in (
+            ("steps", 1),
+            ("batch_size", 1),
+            ("warmup_steps", 0),
+            ("checkpoint_every", 0),
+            ("preview_every", 0),
+        ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
@@ -148,8 +153,10 @@ def _resume(cfg: TrainConfig, out: Path, model, ema: EMA, optimizer, log) -> tup
         log(f"resumed from {folder} at step {state['step']}")
         return state["step"], state.get("history", [])
     if candidates:
-        raise CheckpointError(f"{out / 'checkpoints'}: none of the {len(candidates)} checkpoint(s) can be restored; "
-                              "pass --resume FOLDER, or start a new --output-dir")
+        raise CheckpointError(
+            f"{out / 'checkpoints'}: none of the {len(candidates)} checkpoint(s) can be restored; "
+            "pass --resume FOLDER, or start a new --output-dir"
+        )
     log("no checkpoint to resume from; starting at step 0")
     return 0, []
 
@@ -195,8 +202,9 @@ def _optimize_step(module, optimizer, accelerator, ema: EMA, data: ImageFolderCr
     return loss, stats
 
 
-def _after_step(done: int, cfg: TrainConfig, accelerator, module, optimizer, ema: EMA, history, preview_images,
-                out: Path, log) -> None:
+def _after_step(
+    done: int, cfg: TrainConfig, accelerator, module, optimizer, ema: EMA, history, preview_images, out: Path, log
+) -> None:
     """Previews and checkpoints due after step ``done``."""
     vae = accelerator.unwrap_model(module).vae
     if accelerator.is_main_process and cfg.preview_every and (done % cfg.preview_every == 0 or done == cfg.steps):
@@ -205,9 +213,13 @@ def _after_step(done: int, cfg: TrainConfig, accelerator, module, optimizer, ema
     if cfg.checkpoint_every and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
-            save_checkpoint(out / "checkpoints" / f"step_{done:07d}", vae, ema, optimizer.optimizer
-                            if hasattr(optimizer, "optimizer") else optimizer,
-                            {"step": done, "history": history, "config": asdict(cfg)})
+            save_checkpoint(
+                out / "checkpoints" / f"step_{done:07d}",
+                vae,
+                ema,
+                optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer,
+                {"step": done, "history": history, "config": asdict(cfg)},
+            )
 
 
 def train(cfg: TrainConfig, log: Callable[[str], None] = say) -> List[dict]:
@@ -228,8 +240,15 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = say) -> List[dict]:
             log(f"removed {name}, left by an interrupted run")
     accelerator.wait_for_everyone()
     main_log = log if accelerator.is_main_process else (lambda _: None)
-    data = ImageFolderCrops(cfg.data, crop=cfg.crop, scale_range=(cfg.scale_min, 1.0), exclude=cfg.exclude,
-                            log=main_log, permute_channels=cfg.permute_channels, color_jitter=cfg.color_jitter)
+    data = ImageFolderCrops(
+        cfg.data,
+        crop=cfg.crop,
+        scale_range=(cfg.scale_min, 1.0),
+        exclude=cfg.exclude,
+        log=main_log,
+        permute_channels=cfg.permute_channels,
+        color_jitter=cfg.color_jitter,
+    )
     model = _build_model(cfg)
     if cfg.gradient_checkpointing:
         model.enable_gradient_checkpointing()
@@ -245,16 +264,26 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = say) -> List[dict]:
     module, optimizer = accelerator.prepare(module, optimizer)
     preview_images = data.batch(min(4, len(data)), step_generator(cfg.seed, -1, 0, 99)).to(accelerator.device)
     world = accelerator.num_processes
-    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=not accelerator.is_main_process,
-               desc="train", dynamic_ncols=True)
+    bar = tqdm(
+        range(start, cfg.steps),
+        initial=start,
+        total=cfg.steps,
+        disable=not accelerator.is_main_process,
+        desc="train",
+        dynamic_ncols=True,
+    )
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
     t_last, seen = time.perf_counter(), 0
     for step in bar:
         loss, stats = _optimize_step(module, optimizer, accelerator, ema, data, step, cfg)
         seen += cfg.batch_size * world
-        record = {"step": step + 1, "loss": float(loss.detach()), "mse": stats["mse"],
-                  "lr": optimizer.param_groups[0]["lr"]}
+        record = {
+            "step": step + 1,
+            "loss": float(loss.detach()),
+            "mse": stats["mse"],
+            "lr": optimizer.param_groups[0]["lr"],
+        }
         history.append(record)
         if accelerator.is_main_process:
             rate = seen / max(time.perf_counter() - t_last, 1e-9)

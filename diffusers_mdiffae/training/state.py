@@ -77,8 +77,11 @@ def save_checkpoint(
             model.save_pretrained(tmp / "model")
             if os.environ.get(_PAUSE_ENV):  # test hook: a window in which a kill leaves a half-written checkpoint
                 time.sleep(float(os.environ[_PAUSE_ENV]))
-            save_file({k: v.contiguous() for k, v in ema.shadow.items()}, tmp / "ema.safetensors",
-                      metadata={"decay": str(ema.decay), "num_updates": str(ema.num_updates)})
+            save_file(
+                {k: v.contiguous() for k, v in ema.shadow.items()},
+                tmp / "ema.safetensors",
+                metadata={"decay": str(ema.decay), "num_updates": str(ema.num_updates)},
+            )
             tensors, meta = _optimizer_tensors(optimizer)
             save_file(tensors, tmp / "optimizer.safetensors", metadata={"meta": json.dumps(meta)})
             (tmp / "trainer_state.json").write_text(json.dumps(trainer_state, indent=1))
@@ -112,8 +115,12 @@ def _read_checkpoint(folder: Path) -> dict:
     trainer_state = json.loads((folder / "trainer_state.json").read_text())
     if not isinstance(trainer_state, dict) or not isinstance(trainer_state.get("step"), int):
         raise ValueError("trainer_state.json has no integer 'step'")
-    return {"model": loaded.state_dict(), "ema": (shadow, float(md["decay"]), int(md["num_updates"])),
-            "optimizer": {"state": state, "param_groups": meta["param_groups"]}, "trainer_state": trainer_state}
+    return {
+        "model": loaded.state_dict(),
+        "ema": (shadow, float(md["decay"]), int(md["num_updates"])),
+        "optimizer": {"state": state, "param_groups": meta["param_groups"]},
+        "trainer_state": trainer_state,
+    }
 
 
 def load_checkpoint(folder: Union[str, os.PathLike], model, ema: EMA, optimizer: torch.optim.Optimizer) -> dict:
@@ -148,8 +155,9 @@ def complete_checkpoints(output_dir: Union[str, os.PathLike]) -> List[Path]:
     root = Path(output_dir) / "checkpoints"
     if not root.is_dir():
         return []
-    done = [p for p in root.iterdir()
-            if p.is_dir() and p.name.startswith("step_") and (p / "trainer_state.json").is_file()]
+    done = [
+        p for p in root.iterdir() if p.is_dir() and p.name.startswith("step_") and (p / "trainer_state.json").is_file()
+    ]
     return sorted(done, reverse=True)
 
 

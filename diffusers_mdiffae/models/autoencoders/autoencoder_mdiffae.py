@@ -16,8 +16,14 @@ from .vp_autoencoder import VPDiffusionAutoencoder
 
 
 def check_common_config(
-    in_channels, out_channels, patch_size, block_out_channels, latents_mean, latents_std,
-    decoder_num_inference_steps, sample_size,
+    in_channels,
+    out_channels,
+    patch_size,
+    block_out_channels,
+    latents_mean,
+    latents_std,
+    decoder_num_inference_steps,
+    sample_size,
 ) -> None:
     """Checks every family member's constructor shares (types are checked by ``validate_config``)."""
     if in_channels != out_channels:
@@ -128,27 +134,57 @@ class AutoencoderMDiffAE(VPDiffusionAutoencoder):
     ):
         super().__init__()
         self._validate_init(locals())
-        check_common_config(in_channels, out_channels, patch_size, block_out_channels, latents_mean, latents_std,
-                            decoder_num_inference_steps, sample_size)
+        check_common_config(
+            in_channels,
+            out_channels,
+            patch_size,
+            block_out_channels,
+            latents_mean,
+            latents_std,
+            decoder_num_inference_steps,
+            sample_size,
+        )
         if pdg_mode not in PDG_MODES:
             raise ValueError(f"pdg_mode must be one of {PDG_MODES}, got {pdg_mode!r}")
         if not 0.0 <= pdg_mask_ratio < 1.0:
             raise ValueError(f"pdg_mask_ratio must be in [0, 1), got {pdg_mask_ratio}")
         self.encoder = Encoder(
-            in_channels=in_channels, patch_size=patch_size, model_dim=model_dim, depth=encoder_depth,
-            latent_channels=latent_channels, mlp_ratio=mlp_ratio, depthwise_kernel_size=depthwise_kernel_size,
-            block_type="dico", norm_in=True, bottleneck_norm=True, bottleneck_norm_affine=outer_norms,
+            in_channels=in_channels,
+            patch_size=patch_size,
+            model_dim=model_dim,
+            depth=encoder_depth,
+            latent_channels=latent_channels,
+            mlp_ratio=mlp_ratio,
+            depthwise_kernel_size=depthwise_kernel_size,
+            block_type="dico",
+            norm_in=True,
+            bottleneck_norm=True,
+            bottleneck_norm_affine=outer_norms,
             norm_eps=norm_eps,
         )
         self.decoder = Decoder(
-            in_channels=in_channels, patch_size=patch_size, model_dim=model_dim, depth=decoder_depth,
-            latent_channels=latent_channels, mlp_ratio=mlp_ratio, depthwise_kernel_size=depthwise_kernel_size,
-            adaln_low_rank_rank=adaln_low_rank_rank, start_blocks=decoder_start_blocks, end_blocks=decoder_end_blocks,
-            block_type="dico", outer_norms=outer_norms, pdg_mode=pdg_mode, norm_eps=norm_eps,
+            in_channels=in_channels,
+            patch_size=patch_size,
+            model_dim=model_dim,
+            depth=decoder_depth,
+            latent_channels=latent_channels,
+            mlp_ratio=mlp_ratio,
+            depthwise_kernel_size=depthwise_kernel_size,
+            adaln_low_rank_rank=adaln_low_rank_rank,
+            start_blocks=decoder_start_blocks,
+            end_blocks=decoder_end_blocks,
+            block_type="dico",
+            outer_norms=outer_norms,
+            pdg_mode=pdg_mode,
+            norm_eps=norm_eps,
         )
         # Rebuilt from the config, never part of the state dict (like ConsistencyDecoderVAE's).
         self.scheduler = VPDDIMScheduler(
-            logsnr_min=logsnr_min, logsnr_max=logsnr_max, pixel_noise_std=pixel_noise_std,
-            log_change_high=log_change_high, log_change_low=log_change_low, pdg_strength=decoder_pdg_strength,
+            logsnr_min=logsnr_min,
+            logsnr_max=logsnr_max,
+            pixel_noise_std=pixel_noise_std,
+            log_change_high=log_change_high,
+            log_change_low=log_change_low,
+            pdg_strength=decoder_pdg_strength,
         )
         self._init_runtime(patch_size, sample_size)

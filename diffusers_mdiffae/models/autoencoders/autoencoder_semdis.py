@@ -35,7 +35,9 @@ class VPPosterior(DiagonalGaussianDistribution):
     Shapes: ``mean``, ``logsnr`` ``[B, L, h, w]``; ``running_mean``, ``running_std`` ``[L]``.
     """
 
-    def __init__(self, mean: torch.Tensor, logsnr: torch.Tensor, running_mean: torch.Tensor, running_std: torch.Tensor):
+    def __init__(
+        self, mean: torch.Tensor, logsnr: torch.Tensor, running_mean: torch.Tensor, running_std: torch.Tensor
+    ):
         self.raw_mean, self.logsnr = mean, logsnr
         self.alpha = torch.sigmoid(logsnr.float()).sqrt()
         self.sigma = torch.sigmoid(-logsnr.float()).sqrt()
@@ -123,31 +125,65 @@ class AutoencoderSemDisDiffAE(VPDiffusionAutoencoder):
     ):
         super().__init__()
         self._validate_init(locals())
-        check_common_config(in_channels, out_channels, patch_size, block_out_channels, latents_mean, latents_std,
-                            decoder_num_inference_steps, sample_size)
+        check_common_config(
+            in_channels,
+            out_channels,
+            patch_size,
+            block_out_channels,
+            latents_mean,
+            latents_std,
+            decoder_num_inference_steps,
+            sample_size,
+        )
         if bottleneck_posterior_kind not in POSTERIOR_KINDS:
-            raise ValueError(f"bottleneck_posterior_kind must be one of {POSTERIOR_KINDS}, got {bottleneck_posterior_kind!r}")
+            raise ValueError(
+                f"bottleneck_posterior_kind must be one of {POSTERIOR_KINDS}, got {bottleneck_posterior_kind!r}"
+            )
         if bottleneck_norm_mode not in BOTTLENECK_NORM_MODES:
-            raise ValueError(f"bottleneck_norm_mode must be one of {BOTTLENECK_NORM_MODES}, got {bottleneck_norm_mode!r}")
+            raise ValueError(
+                f"bottleneck_norm_mode must be one of {BOTTLENECK_NORM_MODES}, got {bottleneck_norm_mode!r}"
+            )
         if not latent_running_stats_eps >= 0:
             raise ValueError(f"latent_running_stats_eps must be >= 0, got {latent_running_stats_eps}")
         self.encoder = Encoder(
-            in_channels=in_channels, patch_size=patch_size, model_dim=model_dim, depth=encoder_depth,
-            latent_channels=latent_channels, mlp_ratio=mlp_ratio, depthwise_kernel_size=depthwise_kernel_size,
-            block_type="fcdm", norm_in=False, posterior=bottleneck_posterior_kind == "diagonal_gaussian",
-            bottleneck_norm=bottleneck_norm_mode == "channel_wise", norm_eps=norm_eps,
+            in_channels=in_channels,
+            patch_size=patch_size,
+            model_dim=model_dim,
+            depth=encoder_depth,
+            latent_channels=latent_channels,
+            mlp_ratio=mlp_ratio,
+            depthwise_kernel_size=depthwise_kernel_size,
+            block_type="fcdm",
+            norm_in=False,
+            posterior=bottleneck_posterior_kind == "diagonal_gaussian",
+            bottleneck_norm=bottleneck_norm_mode == "channel_wise",
+            norm_eps=norm_eps,
         )
         self.decoder = Decoder(
-            in_channels=in_channels, patch_size=patch_size, model_dim=model_dim, depth=decoder_depth,
-            latent_channels=latent_channels, mlp_ratio=mlp_ratio, depthwise_kernel_size=depthwise_kernel_size,
-            adaln_low_rank_rank=adaln_low_rank_rank, start_blocks=decoder_start_blocks, end_blocks=decoder_end_blocks,
-            block_type="fcdm", outer_norms=False, pdg_mode="path_drop", norm_eps=norm_eps,
+            in_channels=in_channels,
+            patch_size=patch_size,
+            model_dim=model_dim,
+            depth=decoder_depth,
+            latent_channels=latent_channels,
+            mlp_ratio=mlp_ratio,
+            depthwise_kernel_size=depthwise_kernel_size,
+            adaln_low_rank_rank=adaln_low_rank_rank,
+            start_blocks=decoder_start_blocks,
+            end_blocks=decoder_end_blocks,
+            block_type="fcdm",
+            outer_norms=False,
+            pdg_mode="path_drop",
+            norm_eps=norm_eps,
         )
         self.register_buffer("latent_norm_running_mean", torch.zeros(latent_channels), persistent=True)
         self.register_buffer("latent_norm_running_var", torch.ones(latent_channels), persistent=True)
         self.scheduler = VPDDIMScheduler(
-            logsnr_min=logsnr_min, logsnr_max=logsnr_max, pixel_noise_std=pixel_noise_std,
-            log_change_high=log_change_high, log_change_low=log_change_low, pdg_strength=decoder_pdg_strength,
+            logsnr_min=logsnr_min,
+            logsnr_max=logsnr_max,
+            pixel_noise_std=pixel_noise_std,
+            log_change_high=log_change_high,
+            log_change_low=log_change_low,
+            pdg_strength=decoder_pdg_strength,
         )
         self._init_runtime(patch_size, sample_size)
 

@@ -90,9 +90,15 @@ class VPDiffusionAutoencoder(ModelMixin, AutoencoderMixin, ConfigMixin):
         """
         p = self.config.patch_size
         if tile_sample_min_size is not None:
-            if isinstance(tile_sample_min_size, bool) or not isinstance(tile_sample_min_size, int) \
-                    or tile_sample_min_size < p or tile_sample_min_size % p:
-                raise ValueError(f"tile_sample_min_size must be a positive multiple of {p}, got {tile_sample_min_size!r}")
+            if (
+                isinstance(tile_sample_min_size, bool)
+                or not isinstance(tile_sample_min_size, int)
+                or tile_sample_min_size < p
+                or tile_sample_min_size % p
+            ):
+                raise ValueError(
+                    f"tile_sample_min_size must be a positive multiple of {p}, got {tile_sample_min_size!r}"
+                )
             self.tile_sample_min_size = tile_sample_min_size
         if tile_overlap_factor is not None:
             if not 0.0 <= tile_overlap_factor < 1.0:
@@ -124,7 +130,7 @@ class VPDiffusionAutoencoder(ModelMixin, AutoencoderMixin, ConfigMixin):
         params = None
         norm = torch.zeros(1, 1, h, w, device=x.device, dtype=torch.float32)
         for sy, sx, weight in tiles(h, w, tile, overlap):
-            dist = self._encode_dist(x[:, :, sy.start * p: sy.stop * p, sx.start * p: sx.stop * p])
+            dist = self._encode_dist(x[:, :, sy.start * p : sy.stop * p, sx.start * p : sx.stop * p])
             if params is None:
                 params = torch.zeros(x.shape[0], dist.parameters.shape[1], h, w, device=x.device, dtype=torch.float32)
             weight = weight.to(x.device)
@@ -241,7 +247,12 @@ class VPDiffusionAutoencoder(ModelMixin, AutoencoderMixin, ConfigMixin):
                     f"(latent grid x {p})"
                 )
         settings = resolve_settings(
-            self.default_decode_settings(), inference_config, num_inference_steps, pdg_strength, sampler, schedule,
+            self.default_decode_settings(),
+            inference_config,
+            num_inference_steps,
+            pdg_strength,
+            sampler,
+            schedule,
             strength,
         )
         seed = check_seed(seed)
@@ -255,9 +266,9 @@ class VPDiffusionAutoencoder(ModelMixin, AutoencoderMixin, ConfigMixin):
         noise, gen = draw_noise(shape, generator, seed, per_sample, device=z.device)
         if self.use_slicing and z.shape[0] > 1:
             gens = gen if isinstance(gen, list) else [gen] * z.shape[0]
-            image = torch.cat([
-                self._decode(z[i:i + 1], noise[i:i + 1], gens[i], settings, callback) for i in range(z.shape[0])
-            ])
+            image = torch.cat(
+                [self._decode(z[i : i + 1], noise[i : i + 1], gens[i], settings, callback) for i in range(z.shape[0])]
+            )
         else:
             image = self._decode(z, noise, gen, settings, callback)
         image = image.to(self.dtype)
@@ -278,9 +289,7 @@ class VPDiffusionAutoencoder(ModelMixin, AutoencoderMixin, ConfigMixin):
         return self.decode(z, return_dict=return_dict, generator=generator)
 
     @torch.no_grad()
-    def reconstruct(
-        self, images: torch.Tensor, inference_config=None, generator: GeneratorArg = None
-    ) -> torch.Tensor:
+    def reconstruct(self, images: torch.Tensor, inference_config=None, generator: GeneratorArg = None) -> torch.Tensor:
         """Encode and decode (the published packages' ``reconstruct``); returns ``[B, 3, H, W]``.
 
         With ``inference_config=None`` the model's pipeline defaults apply (deterministic per-sample noise).
@@ -292,8 +301,11 @@ class VPDiffusionAutoencoder(ModelMixin, AutoencoderMixin, ConfigMixin):
     # -- hub ----------------------------------------------------------------------------------
 
     def _validate_init(self, args: dict) -> None:
-        hub.validate_config(type(self), {k: v for k, v in args.items() if k not in ("self", "__class__")},
-                            source=f"{type(self).__name__} argument")
+        hub.validate_config(
+            type(self),
+            {k: v for k, v in args.items() if k not in ("self", "__class__")},
+            source=f"{type(self).__name__} argument",
+        )
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
@@ -313,16 +325,19 @@ class VPDiffusionAutoencoder(ModelMixin, AutoencoderMixin, ConfigMixin):
         if original is not None:
             model = hub.convert_original_snapshot(original, torch_dtype=kwargs.get("torch_dtype"))
             if not isinstance(model, cls):
-                raise ValueError(f"{original} holds a {type(model).__name__}, not a {cls.__name__}; load it with that class")
+                raise ValueError(
+                    f"{original} holds a {type(model).__name__}, not a {cls.__name__}; load it with that class"
+                )
             info = {"missing_keys": [], "unexpected_keys": [], "mismatched_keys": [], "error_msgs": []}
             return (model, info) if want_info else model
-        config_kwargs = {k: kwargs[k] for k in ("subfolder", "revision", "cache_dir", "token", "local_files_only",
-                                                 "force_download", "proxies") if kwargs.get(k) is not None}
+        config_kwargs = {
+            k: kwargs[k]
+            for k in ("subfolder", "revision", "cache_dir", "token", "local_files_only", "force_download", "proxies")
+            if kwargs.get(k) is not None
+        }
         config = cls.load_config(pretrained_model_name_or_path, **config_kwargs)
         if config.get("_class_name") not in (None, cls.__name__):
-            raise ValueError(
-                f"{pretrained_model_name_or_path} holds a {config['_class_name']}, not a {cls.__name__}"
-            )
+            raise ValueError(f"{pretrained_model_name_or_path} holds a {config['_class_name']}, not a {cls.__name__}")
         hub.validate_config(cls, config, source=f"{pretrained_model_name_or_path} config.json")
         # Load in float32 and cast afterwards: diffusers' loader would round the float32 buffers
         # (time frequencies, whitening statistics) to a half torch_dtype; our cast keeps them.
@@ -351,8 +366,9 @@ class VPDiffusionAutoencoder(ModelMixin, AutoencoderMixin, ConfigMixin):
     def save_pretrained(self, save_directory: Union[str, os.PathLike], is_main_process: bool = True, **kwargs):
         """``ModelMixin.save_pretrained`` plus a ``README.md`` model card unless one exists."""
         push = kwargs.pop("push_to_hub", False)
-        repo_kwargs = {k: kwargs.pop(k) for k in ("repo_id", "commit_message", "private", "token", "create_pr")
-                       if k in kwargs}
+        repo_kwargs = {
+            k: kwargs.pop(k) for k in ("repo_id", "commit_message", "private", "token", "create_pr") if k in kwargs
+        }
         super().save_pretrained(save_directory, is_main_process=is_main_process, **kwargs)
         card = os.path.join(save_directory, "README.md")
         if is_main_process and not os.path.exists(card):
@@ -396,6 +412,9 @@ class VPDiffusionAutoencoder(ModelMixin, AutoencoderMixin, ConfigMixin):
                 missing = [t for t in CARD_TAGS if t not in (card.data.tags or [])]
                 populate_model_card(card, tags=missing).save(card_path)
             return api.upload_folder(
-                repo_id=repo_id, folder_path=tmp, path_in_repo=subfolder,
-                commit_message=commit_message or f"Upload {type(self).__name__}", create_pr=create_pr,
+                repo_id=repo_id,
+                folder_path=tmp,
+                path_in_repo=subfolder,
+                commit_message=commit_message or f"Upload {type(self).__name__}",
+                create_pr=create_pr,
             )
