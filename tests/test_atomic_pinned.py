@@ -224,11 +224,14 @@ def test_write_error_of_anything_else_is_an_eio_naming_the_type():
 
 
 def test_save_safetensors_is_atomic_and_names_its_file(tmp_path, monkeypatch):
+    import safetensors
     import safetensors.torch
     import torch
 
     path = save_safetensors({"a": torch.ones(2)}, tmp_path / "w.safetensors", metadata={"k": "v"})
     assert path == tmp_path / "w.safetensors"
+    with safetensors.safe_open(str(path), "pt") as f:
+        assert f.metadata() == {"k": "v"}
     assert torch.equal(safetensors.torch.load_file(path)["a"], torch.ones(2))
 
     def full(*a, **kw):
@@ -362,3 +365,21 @@ def test_renamed_errors_keep_the_cause_and_a_message():
     assert err.__cause__ is original
     bare = write_error(OSError("plain words"), "/o")  # no errno, no strerror: the text is kept
     assert bare.strerror == "plain words" and bare.filename == "/o" and bare.errno is None
+
+
+def test_a_temporary_that_cannot_be_deleted_does_not_stop_the_clean_up(tmp_path, monkeypatch):
+    stuck = tmp_path / f".x{atomic.TMP_DIR_TAG}{DEAD}-q"
+    stuck.mkdir()
+    (stuck / "w.bin").write_bytes(b"w")
+    other = tmp_path / f".y.png{atomic.TMP_FILE_TAG}{DEAD}-q"
+    other.write_text("partial")
+    real_unlink = os.unlink
+
+    def refuse(path, *a, **kw):
+        if os.fspath(path) == "w.bin" or os.fspath(path).endswith("w.bin"):
+            raise PermissionError(errno.EPERM, "Operation not permitted", os.fspath(path))
+        return real_unlink(path, *a, **kw)
+
+    monkeypatch.setattr(os, "unlink", refuse)
+    assert sorted(remove_stale_temporaries(tmp_path)) == sorted([stuck.name, other.name])
+    assert not other.exists()

@@ -83,6 +83,7 @@ def test_ssim_is_one_for_identical_images_and_clamps_its_inputs():
     a, _ = _pair(seed=1)
     assert ssim(a, a) == pytest.approx(1.0, abs=1e-6)
     assert ssim(a.sign() * 5, a.sign()) == pytest.approx(1.0, abs=1e-6)  # both clamp to the same image
+    assert ssim(a.sign(), a.sign() * 5) == pytest.approx(1.0, abs=1e-6)
     assert ssim(a, -a) < 0.5
 
 
