@@ -28,6 +28,9 @@ def test_psnr_clamps_both_images_to_the_range_first():
     b = torch.full((1, 3, 4, 4), -7.0)  # clamps to -1: mse 4, PSNR 0 dB
     assert psnr(a, b) == pytest.approx(0.0, abs=1e-12)
     assert psnr(a, torch.ones(1, 3, 4, 4)) == float("inf")
+    zeros = torch.zeros(1, 3, 4, 4)
+    assert psnr(zeros, torch.full((1, 3, 4, 4), 3.0)) == pytest.approx(psnr(zeros, torch.ones(1, 3, 4, 4)), abs=1e-9)
+    assert psnr(torch.full((1, 3, 4, 4), -5.0), zeros) == pytest.approx(psnr(-torch.ones(1, 3, 4, 4), zeros), abs=1e-9)
 
 
 def test_psnr_of_identical_images_is_infinite_and_symmetric_otherwise():
