@@ -234,11 +234,14 @@ def test_write_error_of_anything_else_is_an_eio_naming_the_type():
 
 
 def test_save_safetensors_is_atomic_and_names_its_file(tmp_path, monkeypatch):
+    import safetensors
     import safetensors.torch
     import torch
 
     path = save_safetensors({"a": torch.ones(2)}, tmp_path / "w.safetensors", metadata={"k": "v"})
     assert path == tmp_path / "w.safetensors"
+    with safetensors.safe_open(str(path), "pt") as f:
+        assert f.metadata() == {"k": "v"}
     assert torch.equal(safetensors.torch.load_file(path)["a"], torch.ones(2))
 
     def full(*a, **kw):
@@ -374,3 +377,68 @@ def test_renamed_errors_keep_the_cause_and_a_message():
     assert err.__cause__ is original
     bare = write_error(OSError("plain words"), "/o")  # no errno, no strerror: the text is kept
     assert bare.strerror == "plain words" and bare.filename == "/o" and bare.errno is None
+
+
+def test_a_temporary_that_cannot_be_deleted_does_not_stop_the_clean_up(tmp_path, monkeypatch):
+    stuck = tmp_path / f".x{atomic.TMP_DIR_TAG}{DEAD}-q"
+    stuck.mkdir()
+    (stuck / "w.bin").write_bytes(b"w")
+    other = tmp_path / f".y.png{atomic.TMP_FILE_TAG}{DEAD}-q"
+    other.write_text("partial")
+    real_unlink = os.unlink
+
+    def refuse(path, *a, **kw):
+        if os.fspath(path) == "w.bin" or os.fspath(path).endswith("w.bin"):
+            raise PermissionError(errno.EPERM, "Operation not permitted", os.fspath(path))
+        return real_unlink(path, *a, **kw)
+
+    monkeypatch.setattr(os, "unlink", refuse)
+    assert sorted(remove_stale_temporaries(tmp_path)) == sorted([stuck.name, other.name])
+    assert not other.exists()
+
+
+def test_rename_noreplace_works_on_relative_paths_and_says_how_to_replace(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a").write_text("a")
+    (tmp_path / "b").write_text("b")
+    with pytest.raises(FileExistsError) as info:
+        rename_noreplace("a", "b")
+    assert info.value.strerror == "exists; pass --overwrite to replace it" and info.value.filename == "b"
+    rename_noreplace("a", "c")
+    assert (tmp_path / "c").read_text() == "a" and not (tmp_path / "a").exists()
+    with pytest.raises(FileNotFoundError) as info:
+        rename_noreplace("missing", "d")
+    assert info.value.strerror == os.strerror(errno.ENOENT) and info.value.filename == "d"
+
+
+def test_rename_noreplace_without_renameat2_checks_first(tmp_path, monkeypatch):
+    def no_libc(*a, **kw):
+        raise OSError("no renameat2 here")
+
+    monkeypatch.setattr(atomic.ctypes, "CDLL", no_libc)
+    (tmp_path / "a").write_text("a")
+    (tmp_path / "b").write_text("b")
+    with pytest.raises(FileExistsError) as info:
+        rename_noreplace(tmp_path / "a", tmp_path / "b")
+    assert (info.value.errno, info.value.strerror, info.value.filename) == (
+        errno.EEXIST,
+        "exists; pass --overwrite to replace it",
+        str(tmp_path / "b"),
+    )
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(FileExistsError):
+        rename_noreplace(tmp_path / "a", tmp_path / "dangling")  # a broken link is taken too
+    rename_noreplace(tmp_path / "a", tmp_path / "c")
+    assert (tmp_path / "c").read_text() == "a" and not (tmp_path / "a").exists()
+
+
+def test_fsync_dir_syncs_folders_only(tmp_path, monkeypatch):
+    synced = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(fd) or real(fd))
+    (tmp_path / "f").write_text("x")
+    atomic.fsync_dir(tmp_path / "f")  # not a folder: nothing to make durable, no error
+    atomic.fsync_dir(tmp_path / "missing")
+    assert synced == []
+    atomic.fsync_dir(tmp_path)
+    assert len(synced) == 1

@@ -291,3 +291,57 @@ def test_layout_mapping_refusals():
     assert ours["block_out_channels"] == [8, 8, 8, 8]
     _, ours = original_config_to_ours({"bottleneck_dim": 64, "model_dim": 8, "patch_size": 1})
     assert ours["block_out_channels"] == [8]
+
+
+def test_header_length_is_unsigned_and_capped_at_100_mib(tmp_path):
+    huge = tmp_path / "huge"
+    huge.write_bytes(b"\xff" * 8 + b"{}")  # 2**64 - 1 unsigned (it would be -1 signed)
+    with pytest.raises(CheckpointError, match="truncated inside its header"):
+        safetensors_header(huge)
+
+    def sparse(name, n):
+        path = tmp_path / name
+        with open(path, "wb") as f:
+            f.write(struct.pack("<Q", n))
+            f.truncate(8 + n + 16)  # a sparse file: no disk is used
+        return path
+
+    with pytest.raises(CheckpointError, match="not a safetensors file or truncated inside its header"):
+        safetensors_header(sparse("over", 100 * 2**20 + 1))  # refused before reading 100 MiB
+    with pytest.raises(CheckpointError, match="corrupt safetensors header"):
+        safetensors_header(sparse("at", 100 * 2**20))  # the cap itself is read (and is not JSON)
+
+
+def test_header_entries_must_be_objects(tmp_path):
+    with pytest.raises(CheckpointError, match="entry 'a' has no valid data_offsets"):
+        safetensors_header(_raw(tmp_path / "l", json.dumps({"a": [0, 4]}).encode(), b"\0" * 4))
+
+
+def test_unreadable_tensor_data_is_a_checkpoint_error(tmp_path):
+    bad = _raw(
+        tmp_path / "bad.safetensors",
+        json.dumps({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 4]}}).encode(),
+        b"\0" * 4,
+    )
+    with pytest.raises(CheckpointError, match=r"bad.safetensors: cannot read safetensors data \("):
+        convert.load_safetensors(bad)
+
+
+def test_several_candidates_without_pickles_get_no_hint(tmp_path):
+    for name in ("a.safetensors", "b.safetensors"):
+        save_file({"x": torch.zeros(1)}, tmp_path / name)
+    with pytest.raises(CheckpointError) as info:
+        find_weights(tmp_path)
+    assert str(info.value) == f"{tmp_path}: expected model.safetensors"
+
+
+def test_adapt_edges():
+    patch_like = torch.zeros(2, 3, 16, 1)  # 4-D with the patchify name, but not a [C, 3*p*p, 1, 1] layout
+    assert adapt("encoder.patchify.proj.weight", patch_like, (2, 3, 4, 4)) is None
+    t = torch.arange(6.0).reshape(2, 3)
+    assert adapt("x", t, (1, 2, 3)).shape == (1, 2, 3)  # only unit dims differ
+
+
+def test_an_unexpected_tensor_does_not_stop_the_matching():
+    converted, report = match_state_dict({"zzz": torch.zeros(1), "a": torch.zeros(2)}, {"a": (2,)})
+    assert list(converted) == ["a"] and report.unexpected == [("zzz", (1,))] and report.missing == []

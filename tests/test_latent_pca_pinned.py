@@ -65,6 +65,7 @@ def test_invariant_to_positive_scale_and_offset_and_equivariant_to_positions():
     z = _latents(b=1, seed=2)
     ref = latent_pca_rgb(z)
     assert torch.allclose(latent_pca_rgb(z * 7.5 + torch.randn(1, 8, 1, 1)), ref, atol=1e-4)
+    assert torch.allclose(latent_pca_rgb(z * 1e-3), ref, atol=1e-3)  # small latents are stretched just the same
     perm = torch.randperm(30, generator=torch.Generator().manual_seed(0))
     moved = z.view(1, 8, 30)[:, :, perm].view(1, 8, 6, 5)
     assert torch.allclose(
@@ -97,6 +98,7 @@ def test_two_positions_are_enough_and_rank_3_is_required_for_three_colours():
     z = torch.tensor([[[[1.0, -1.0]], [[2.0, 0.0]], [[0.0, 0.0]]]])  # [1, 3, 1, 2]
     got = latent_pca_rgb(z, quantile=0.0)
     assert got.shape == (1, 3, 1, 2) and sorted(got[0, 0, 0].tolist()) == [0.0, 1.0]
+    assert torch.equal(got[0, 2], torch.full((1, 2), 0.5))  # two positions: at most two directions
 
 
 @pytest.mark.parametrize("shape", [(4, 3, 3), (1, 1, 4, 3, 3), (4,)])

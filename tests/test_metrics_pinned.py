@@ -28,6 +28,9 @@ def test_psnr_clamps_both_images_to_the_range_first():
     b = torch.full((1, 3, 4, 4), -7.0)  # clamps to -1: mse 4, PSNR 0 dB
     assert psnr(a, b) == pytest.approx(0.0, abs=1e-12)
     assert psnr(a, torch.ones(1, 3, 4, 4)) == float("inf")
+    zeros = torch.zeros(1, 3, 4, 4)
+    assert psnr(zeros, torch.full((1, 3, 4, 4), 3.0)) == pytest.approx(psnr(zeros, torch.ones(1, 3, 4, 4)), abs=1e-9)
+    assert psnr(torch.full((1, 3, 4, 4), -5.0), zeros) == pytest.approx(psnr(-torch.ones(1, 3, 4, 4), zeros), abs=1e-9)
 
 
 def test_psnr_of_identical_images_is_infinite_and_symmetric_otherwise():
@@ -83,6 +86,7 @@ def test_ssim_is_one_for_identical_images_and_clamps_its_inputs():
     a, _ = _pair(seed=1)
     assert ssim(a, a) == pytest.approx(1.0, abs=1e-6)
     assert ssim(a.sign() * 5, a.sign()) == pytest.approx(1.0, abs=1e-6)  # both clamp to the same image
+    assert ssim(a.sign(), a.sign() * 5) == pytest.approx(1.0, abs=1e-6)
     assert ssim(a, -a) < 0.5
 
 

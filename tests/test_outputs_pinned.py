@@ -48,8 +48,9 @@ def test_formats_and_their_messages():
 def test_normalise_ext():
     assert normalise_ext(None) == ".png" and normalise_ext("") == ".png"
     assert normalise_ext("JPG") == ".jpg" and normalise_ext(".TIFF") == ".tiff" and normalise_ext("webp") == ".webp"
-    with pytest.raises(OutputError, match="cannot write .gif"):
+    with pytest.raises(OutputError) as e:
         normalise_ext("gif")
+    assert str(e.value).startswith("x.gif: cannot write .gif images (GIF keeps only 256 colours); use one of")
 
 
 def test_folder_targets(tmp_path):
@@ -110,6 +111,13 @@ def test_planned_output_clashes_list_up_to_three_then_count(tmp_path):
             list("abcdef"),
         )
     assert "(and" not in str(e.value)  # exactly three clashes: all listed
+    with pytest.raises(OutputError) as e:
+        check_planned_outputs([tmp_path / "q.png"] * 5, list("abcde"))
+    assert str(e.value).endswith("from both a and d (and 1 more); rename one of them")  # four clashes
+    spaced = tmp_path / "my photo.png"
+    with pytest.raises(OutputError) as e:
+        check_planned_outputs([spaced, spaced], ["a", "b"])
+    assert str(e.value).startswith(f"{spaced}: two inputs would write the same file: ")
 
 
 def test_a_planned_output_onto_an_input_file(tmp_path):
@@ -141,3 +149,5 @@ def test_decode_names():
     assert names_from_sources(["", None, "../../up.png"]) == [Path("image_0.png"), Path("image_1.png"), Path("up.png")]
     assert names_from_sources(["/"]) == [Path("image_0.png")]
     assert names_from_sources(["./a/./b.png"]) == [Path("b.png")]
+    # mixed absolute and relative sources have no common folder: ".." parts are still dropped
+    assert names_from_sources(["/r/x.png", "../up/y.png"]) == [Path("r/x.png"), Path("up/y.png")]

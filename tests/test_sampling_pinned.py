@@ -227,7 +227,7 @@ def test_without_seed_or_generator_the_global_rng_draws():
 
 def test_keep_mask_continues_the_generator_stream():
     g1, g2 = torch.Generator().manual_seed(4), torch.Generator().manual_seed(4)
-    assert torch.equal(keep_mask(g1, 2, 4, 6, 0.75, "cpu"), grouped_keep_mask(2, 4, 6, 0.75, generator=g2))
+    assert torch.equal(keep_mask(g1, 2, 4, 6, 0.5, "cpu"), grouped_keep_mask(2, 4, 6, 0.5, generator=g2))
 
 
 # -- the loop ------------------------------------------------------------------------------
