@@ -325,3 +325,12 @@ def test_adapt_edges():
 def test_an_unexpected_tensor_does_not_stop_the_matching():
     converted, report = match_state_dict({"zzz": torch.zeros(1), "a": torch.zeros(2)}, {"a": (2,)})
     assert list(converted) == ["a"] and report.unexpected == [("zzz", (1,))] and report.missing == []
+
+
+def test_every_tensor_past_the_end_gets_its_own_line(tmp_path):
+    header = json.dumps({"a": {"data_offsets": [0, 6]}, "b": {"data_offsets": [6, 9]}}).encode()
+    with pytest.raises(CheckpointError) as info:
+        safetensors_header(_raw(tmp_path / "t", header, b"\0" * 4))
+    assert str(info.value).endswith("2 tensor(s) lie past the end of the file:\n"
+                                    "    a  needs bytes up to 6, file data has 4\n"
+                                    "    b  needs bytes up to 9, file data has 4")

@@ -90,3 +90,11 @@ def test_return_tuple_and_step_index():
     alpha, sigma = s.alpha_sigma(torch.tensor([1.0, 0.5]))
     assert torch.allclose(prev, x * float(sigma[1] / sigma[0]), atol=1e-6)  # x0 = 0: eps scaled to sigma_next
     assert math.isclose(s.init_noise_sigma, float(sigma[0]) * 0.558, rel_tol=1e-6)
+
+
+def test_dpmpp_2m_honours_strength_and_schedule_too():
+    from diffusers_mdiffae import VPDPMSolverMultistepScheduler
+
+    s = VPDPMSolverMultistepScheduler()
+    s.set_timesteps(3, schedule="cosine", strength=0.5)
+    assert torch.allclose(s.timesteps, torch.tensor([0.5, 0.375, 0.125]))
