@@ -289,3 +289,14 @@ def test_token_mask_guidance_splits_an_odd_batch_back_correctly():
     out, _ = _run(d, 1.5, batch=3)
     assert [c[1] for c in d.calls if c[0] == "denoise"] == [6, 6]
     assert torch.allclose(out, _reference(1.0, 0.5, 1.5, batch=3), atol=1e-6)
+
+
+@pytest.mark.parametrize("kw", [dict(seed=3), dict(seed=3, per_sample=False), dict()])
+def test_noise_is_float32_whatever_torch_defaults_to(kw):
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        noise, _ = draw_noise((2, 1, 2, 2), **kw)
+    finally:
+        torch.set_default_dtype(old)
+    assert noise.dtype == torch.float32

@@ -98,3 +98,13 @@ def test_dpmpp_2m_honours_strength_and_schedule_too():
     s = VPDPMSolverMultistepScheduler()
     s.set_timesteps(3, schedule="cosine", strength=0.5)
     assert torch.allclose(s.timesteps, torch.tensor([0.5, 0.375, 0.125]))
+
+
+def test_grids_stay_float32_when_torch_defaults_to_float64():
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        for schedule in ("linear", "cosine"):
+            assert time_grid(schedule, 3).dtype == torch.float32
+    finally:
+        torch.set_default_dtype(old)
