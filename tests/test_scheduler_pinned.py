@@ -108,3 +108,14 @@ def test_grids_stay_float32_when_torch_defaults_to_float64():
             assert time_grid(schedule, 3).dtype == torch.float32
     finally:
         torch.set_default_dtype(old)
+
+
+def test_schedule_values_stay_float32_when_torch_defaults_to_float64():
+    ref = cosine_interpolated_logsnr(torch.tensor(0.25))
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        got = cosine_interpolated_logsnr(torch.tensor(0.25, dtype=torch.float32))
+    finally:
+        torch.set_default_dtype(old)
+    assert got.dtype == torch.float32 and torch.equal(got, ref)
