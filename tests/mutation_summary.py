@@ -50,8 +50,10 @@ def main(argv=None) -> int:
         for k, v in c.items():
             total[k] += v
     n = sum(total.values()) - total["equivalent"]
-    print(f"{'all checked':58s} {total['killed']:7d} {n:6d} {100 * total['killed'] / max(n, 1):5.1f}%  "
-          f"equivalent {total['equivalent']}")
+    print(
+        f"{'all checked':58s} {total['killed']:7d} {n:6d} {100 * total['killed'] / max(n, 1):5.1f}%  "
+        f"equivalent {total['equivalent']}"
+    )
     return 0
 
 

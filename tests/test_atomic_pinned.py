@@ -31,6 +31,7 @@ def _journal(monkeypatch):
         def f(*args, **kw):
             steps.append((name, *map(os.fspath, args)))
             return real[name](*args, **kw)
+
         return f
 
     for name in real:
@@ -100,7 +101,7 @@ def test_a_new_folder_is_synced_whole_then_renamed_in_without_replacing(tmp_path
     synced_dirs = {s[1] for s in steps[:i_in] if s[0] == "fsync_dir"}
     assert synced_files == {str(tmp / "a.json"), str(tmp / "inner" / "w.bin")}
     assert synced_dirs == {str(tmp), str(tmp / "inner")}
-    assert steps[i_in + 1:] == [("fsync_dir", str(tmp_path))]
+    assert steps[i_in + 1 :] == [("fsync_dir", str(tmp_path))]
     assert (dest / "inner" / "w.bin").read_bytes() == b"w" and [p.name for p in tmp_path.iterdir()] == ["ckpt"]
 
 
@@ -117,9 +118,13 @@ def test_overwrite_swaps_aside_in_then_deletes_the_old_one(tmp_path, monkeypatch
     assert aside[1] == str(dest) and aside[2].endswith(os.sep + "previous")
     assert os.path.dirname(old_folder) == str(tmp_path)  # moved aside within the same folder
     assert os.path.basename(old_folder).startswith(f".ckpt{atomic.OLD_DIR_TAG}{os.getpid()}-")
-    tail = moves[moves.index(aside):]
-    assert tail == [aside, ("rename_noreplace", str(tmp), str(dest)), ("fsync_dir", str(tmp_path)),
-                    ("rmtree", old_folder)]
+    tail = moves[moves.index(aside) :]
+    assert tail == [
+        aside,
+        ("rename_noreplace", str(tmp), str(dest)),
+        ("fsync_dir", str(tmp_path)),
+        ("rmtree", old_folder),
+    ]
     assert (dest / "w").read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["ckpt"]
 
 
@@ -205,10 +210,15 @@ def test_an_unwritable_destination_folder_is_named(tmp_path):
     assert info.value.filename == str(tmp_path / "file" / "ckpt")
 
 
-@pytest.mark.parametrize("text, code", [
-    ("No space left on device (os error 28)", errno.ENOSPC), ("Read-only file system", errno.EROFS),
-    ("Permission denied", errno.EACCES), ("Disk quota exceeded", errno.EDQUOT),
-])
+@pytest.mark.parametrize(
+    "text, code",
+    [
+        ("No space left on device (os error 28)", errno.ENOSPC),
+        ("Read-only file system", errno.EROFS),
+        ("Permission denied", errno.EACCES),
+        ("Disk quota exceeded", errno.EDQUOT),
+    ],
+)
 def test_write_error_recovers_the_errno_from_the_message(text, code):
     err = write_error(RuntimeError(f"I/O error:\n   {text}"), "/out/model.safetensors")
     assert isinstance(err, OSError) and err.errno == code and err.filename == "/out/model.safetensors"
@@ -264,7 +274,8 @@ def test_stale_temporaries_are_removed_only_for_the_names_asked(tmp_path):
     f = tmp_path / f".step_3{atomic.TMP_FILE_TAG}{DEAD}-q"
     f.write_text("partial")
     assert sorted(remove_stale_temporaries(tmp_path, "step_", names={"step_1", "step_3"})) == sorted(
-        [mk["step_1"].name, f.name])
+        [mk["step_1"].name, f.name]
+    )
     assert mk["step_2"].exists() and mk["log.jsonl"].exists()
     assert remove_stale_temporaries(tmp_path, "step_") == [mk["step_2"].name]
     assert remove_stale_temporaries(tmp_path / "missing") == []
@@ -295,6 +306,7 @@ def test_pid_liveness_reads_the_kill_probe(monkeypatch):
             sent.append((pid, sig))
             if outcome is not None:
                 raise outcome
+
         return kill
 
     monkeypatch.setattr(atomic.os, "kill", probe(None))
@@ -409,7 +421,10 @@ def test_rename_noreplace_without_renameat2_checks_first(tmp_path, monkeypatch):
     with pytest.raises(FileExistsError) as info:
         rename_noreplace(tmp_path / "a", tmp_path / "b")
     assert (info.value.errno, info.value.strerror, info.value.filename) == (
-        errno.EEXIST, "exists; pass --overwrite to replace it", str(tmp_path / "b"))
+        errno.EEXIST,
+        "exists; pass --overwrite to replace it",
+        str(tmp_path / "b"),
+    )
     (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
     with pytest.raises(FileExistsError):
         rename_noreplace(tmp_path / "a", tmp_path / "dangling")  # a broken link is taken too

@@ -17,34 +17,45 @@ def _message(fn, *args):
 def test_image_messages():
     assert _message(check_images, np.zeros((1, 3, 16, 16)), 3, 16) == "images must be a torch.Tensor, got ndarray"
     assert _message(check_images, torch.zeros(1, 3, 16, 16, dtype=torch.uint8), 3, 16) == (
-        "images must be a floating-point tensor, got dtype torch.uint8; convert integer images with x.float() / 127.5 - 1")
+        "images must be a floating-point tensor, got dtype torch.uint8; convert integer images with x.float() / 127.5 - 1"
+    )
     assert _message(check_images, torch.zeros(3, 16, 16), 3, 16) == (
-        "images must have rank 4 [B, C, H, W], got rank 3 with shape (3, 16, 16); add a batch dimension with x.unsqueeze(0)")
+        "images must have rank 4 [B, C, H, W], got rank 3 with shape (3, 16, 16); add a batch dimension with x.unsqueeze(0)"
+    )
     assert _message(check_images, torch.zeros(16, 16), 3, 16) == (
-        "images must have rank 4 [B, C, H, W], got rank 2 with shape (16, 16)")
-    assert _message(check_images, torch.zeros(0, 3, 16, 16), 3, 16) == "images has an empty batch (shape (0, 3, 16, 16))"
+        "images must have rank 4 [B, C, H, W], got rank 2 with shape (16, 16)"
+    )
+    assert (
+        _message(check_images, torch.zeros(0, 3, 16, 16), 3, 16) == "images has an empty batch (shape (0, 3, 16, 16))"
+    )
     assert _message(check_images, torch.zeros(1, 16, 16, 3), 3, 16) == (
         "images must have 3 channels in dim 1, got shape (1, 16, 16, 3); pass NCHW RGB (convert grayscale/RGBA to RGB, "
-        "permute NHWC with x.permute(0, 3, 1, 2))")
+        "permute NHWC with x.permute(0, 3, 1, 2))"
+    )
     assert _message(check_images, torch.zeros(1, 3, 40, 70), 3, 16) == (
-        "image height and width must be multiples of 16, got 40x70; pad or crop to 32x64 (or 48x80)")
+        "image height and width must be multiples of 16, got 40x70; pad or crop to 32x64 (or 48x80)"
+    )
     assert _message(check_images, torch.zeros(1, 3, 7, 33), 3, 16) == (
-        "image height and width must be multiples of 16, got 7x33; pad or crop to 16x32 (or 16x48)")
+        "image height and width must be multiples of 16, got 7x33; pad or crop to 16x32 (or 16x48)"
+    )
     x = torch.zeros(1, 3, 16, 16)
     x[0, 0, :2, 0] = float("nan")
     x[0, 2, 5, 5] = float("-inf")
     assert _message(check_images, x, 3, 16) == (
-        "images contains 3 NaN or infinite values; clean the input before encoding/decoding")
+        "images contains 3 NaN or infinite values; clean the input before encoding/decoding"
+    )
 
 
 def test_latent_messages():
     assert _message(check_latents, torch.zeros(2, 5, 3, 3), 64) == (
-        "latents must have 64 channels in dim 1, got shape (2, 5, 3, 3); were they produced by a different autoencoder?")
+        "latents must have 64 channels in dim 1, got shape (2, 5, 3, 3); were they produced by a different autoencoder?"
+    )
     assert _message(check_latents, [1.0], 64) == "latents must be a torch.Tensor, got list"
     z = torch.zeros(1, 4, 2, 2)
     z[0, 1, 1, 1] = float("inf")
     assert _message(check_latents, z, 4) == (
-        "latents contains 1 NaN or infinite values; clean the input before encoding/decoding")
+        "latents contains 1 NaN or infinite values; clean the input before encoding/decoding"
+    )
 
 
 def test_meta_tensors_are_checked_for_shape_only():

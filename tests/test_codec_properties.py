@@ -4,10 +4,10 @@ import functools
 
 import pytest
 import torch
+from fixtures.models import FAMILIES, images, make_tiny
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fixtures.models import FAMILIES, images, make_tiny
 from diffusers_mdiffae.checks import check_images, check_latents
 
 FAST = settings(max_examples=25, deadline=None)
@@ -34,8 +34,14 @@ def test_sizes_that_are_multiples_of_16_encode_to_a_sixteenth_and_decode_back(fa
 
 
 @FAST
-@given(FAMILY, st.integers(0, 4), st.integers(0, 4), st.integers(1, 15), st.integers(1, 15),
-       st.sampled_from(["height", "width", "both"]))
+@given(
+    FAMILY,
+    st.integers(0, 4),
+    st.integers(0, 4),
+    st.integers(1, 15),
+    st.integers(1, 15),
+    st.sampled_from(["height", "width", "both"]),
+)
 def test_any_other_size_is_refused_with_a_sentence_naming_it(family, hb, wb, dh, dw, off):
     h = 16 * hb + (dh if off in ("height", "both") else 0) or 16
     w = 16 * wb + (dw if off in ("width", "both") else 0) or 16
@@ -61,8 +67,8 @@ def test_a_sample_decodes_alone_as_it_does_inside_any_batch(family, batch, data)
         z = model.encode(images(batch, 32, 16, seed=batch)).latent_dist.mode()
         z = z[list(order)]
         whole = model.decode(z, num_inference_steps=steps, pdg_strength=pdg).sample
-        alone = model.decode(z[i: i + 1], num_inference_steps=steps, pdg_strength=pdg).sample
-    assert torch.allclose(whole[i: i + 1], alone, atol=1e-5)
+        alone = model.decode(z[i : i + 1], num_inference_steps=steps, pdg_strength=pdg).sample
+    assert torch.allclose(whole[i : i + 1], alone, atol=1e-5)
 
 
 @FAST

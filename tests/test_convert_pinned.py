@@ -6,9 +6,11 @@ import struct
 
 import pytest
 import torch
+from fixtures import fake_original
+from fixtures.models import make_tiny
 from safetensors.torch import save_file
-
 from test_convert import ORIGINAL, write_snapshot
+
 from diffusers_mdiffae.conversion import convert
 from diffusers_mdiffae.conversion.cli import main
 from diffusers_mdiffae.conversion.convert import (
@@ -30,8 +32,6 @@ from diffusers_mdiffae.conversion.layouts import (
     original_config_to_ours,
 )
 from diffusers_mdiffae.models.hub import convert_original_snapshot
-from fixtures import fake_original
-from fixtures.models import make_tiny
 
 # -- one problem at a time, API and CLI ----------------------------------------------------
 
@@ -65,7 +65,10 @@ def _nan(sd):
 KINDS = {
     "unexpected": (_extra, ["  1 checkpoint tensor(s) match no model tensor:", "    decoder.extra.weight  [3, 2]"]),
     "missing": (_missing, ["  1 model tensor(s) missing from the checkpoint:", "    decoder.out_proj.bias  [768]"]),
-    "mismatched": (_shape, ["  1 shape mismatch(es) (checkpoint vs model):", "    decoder.out_proj.bias  [767] vs [768]"]),
+    "mismatched": (
+        _shape,
+        ["  1 shape mismatch(es) (checkpoint vs model):", "    decoder.out_proj.bias  [767] vs [768]"],
+    ),
     "nonfinite": (_nan, ["  1 tensor(s) hold NaN or infinite values:", "    decoder.out_proj.bias"]),
 }
 HEADINGS = ["match no model tensor", "missing from the checkpoint", "shape mismatch", "NaN or infinite"]
@@ -100,23 +103,32 @@ def test_each_kind_of_problem_alone_through_the_cli(tmp_path, kind, capsys):
 
 
 def test_report_lists_every_kind_together_in_a_fixed_order():
-    r = MatchReport(unexpected=[("u", (1,))], missing=[("m", (2, 3))], mismatched=[("s", (4,), (5,))],
-                    nonfinite=["n"])
+    r = MatchReport(unexpected=[("u", (1,))], missing=[("m", (2, 3))], mismatched=[("s", (4,), (5,))], nonfinite=["n"])
     assert not r.ok and MatchReport().ok and MatchReport().format() == ""
-    assert r.format() == "\n".join([
-        "  1 checkpoint tensor(s) match no model tensor:", "    u  [1]",
-        "  1 model tensor(s) missing from the checkpoint:", "    m  [2, 3]",
-        "  1 shape mismatch(es) (checkpoint vs model):", "    s  [4] vs [5]",
-        "  1 tensor(s) hold NaN or infinite values:", "    n",
-    ])
+    assert r.format() == "\n".join(
+        [
+            "  1 checkpoint tensor(s) match no model tensor:",
+            "    u  [1]",
+            "  1 model tensor(s) missing from the checkpoint:",
+            "    m  [2, 3]",
+            "  1 shape mismatch(es) (checkpoint vs model):",
+            "    s  [4] vs [5]",
+            "  1 tensor(s) hold NaN or infinite values:",
+            "    n",
+        ]
+    )
     for kind in ("unexpected", "missing", "mismatched", "nonfinite"):
         assert not MatchReport(**{kind: getattr(r, kind)}).ok
 
 
 def test_match_renames_adapts_and_claims_each_target_once():
     expected = {"a.x": (2, 1), "b": (3,), "c": (2,)}
-    original = {"a.y": torch.arange(2.0), "b": torch.ones(3), "c": torch.tensor([1.0, float("nan")]),
-                "a.x": torch.zeros(2, 1)}
+    original = {
+        "a.y": torch.arange(2.0),
+        "b": torch.ones(3),
+        "c": torch.tensor([1.0, float("nan")]),
+        "a.x": torch.zeros(2, 1),
+    }
     converted, report = match_state_dict(original, expected, rules=[(r"\.y$", ".x")])
     assert list(converted) == ["a.x", "b", "c"]
     assert converted["a.x"].shape == (2, 1) and torch.equal(converted["a.x"].flatten(), torch.arange(2.0))
@@ -169,8 +181,10 @@ def test_safetensors_header_checks(tmp_path):
     assert list(safetensors_header(exact)) == ["a"]  # ends exactly at the end of the file
     with pytest.raises(CheckpointError) as info:
         safetensors_header(_raw(tmp_path / "t", json.dumps({"a": {"data_offsets": [0, 5]}}).encode(), b"\0" * 4))
-    assert str(info.value) == (f"{tmp_path / 't'} is truncated: 1 tensor(s) lie past the end of the file:\n"
-                               "    a  needs bytes up to 5, file data has 4")
+    assert str(info.value) == (
+        f"{tmp_path / 't'} is truncated: 1 tensor(s) lie past the end of the file:\n"
+        "    a  needs bytes up to 5, file data has 4"
+    )
 
 
 def test_header_size_must_fit_in_the_file(tmp_path):
@@ -188,7 +202,10 @@ def test_pickles_are_refused_before_reading_and_weights_are_found(tmp_path):
     (tmp_path / "model.ckpt").write_bytes(b"x")
     with pytest.raises(CheckpointError) as info:
         find_weights(tmp_path)
-    assert str(info.value) == f"{tmp_path}: expected model.safetensors (found ['model.ckpt']: pickle files are never loaded)"
+    assert (
+        str(info.value)
+        == f"{tmp_path}: expected model.safetensors (found ['model.ckpt']: pickle files are never loaded)"
+    )
     save_file({"a": torch.zeros(1)}, tmp_path / "other.safetensors")
     assert find_weights(tmp_path) == tmp_path / "other.safetensors"  # the only one
     save_file({"a": torch.zeros(1)}, tmp_path / "second.safetensors")
@@ -228,7 +245,9 @@ def test_original_config_maps_to_exactly_our_arguments(family):
     assert ours["block_out_channels"] == [32] * 5  # log2(16) + 1 levels of model_dim
     for k, v in layout.fixed.items():
         assert ours[k] == v
-    rest = {k: v for k, v in ours.items() if k not in layout.fixed and k not in ("latent_channels", "block_out_channels")}
+    rest = {
+        k: v for k, v in ours.items() if k not in layout.fixed and k not in ("latent_channels", "block_out_channels")
+    }
     assert rest == {k: v for k, v in config.items() if k != "bottleneck_dim"}
 
 
@@ -301,8 +320,11 @@ def test_header_entries_must_be_objects(tmp_path):
 
 
 def test_unreadable_tensor_data_is_a_checkpoint_error(tmp_path):
-    bad = _raw(tmp_path / "bad.safetensors",
-               json.dumps({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 4]}}).encode(), b"\0" * 4)
+    bad = _raw(
+        tmp_path / "bad.safetensors",
+        json.dumps({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 4]}}).encode(),
+        b"\0" * 4,
+    )
     with pytest.raises(CheckpointError, match=r"bad.safetensors: cannot read safetensors data \("):
         convert.load_safetensors(bad)
 
@@ -331,6 +353,8 @@ def test_every_tensor_past_the_end_gets_its_own_line(tmp_path):
     header = json.dumps({"a": {"data_offsets": [0, 6]}, "b": {"data_offsets": [6, 9]}}).encode()
     with pytest.raises(CheckpointError) as info:
         safetensors_header(_raw(tmp_path / "t", header, b"\0" * 4))
-    assert str(info.value).endswith("2 tensor(s) lie past the end of the file:\n"
-                                    "    a  needs bytes up to 6, file data has 4\n"
-                                    "    b  needs bytes up to 9, file data has 4")
+    assert str(info.value).endswith(
+        "2 tensor(s) lie past the end of the file:\n"
+        "    a  needs bytes up to 6, file data has 4\n"
+        "    b  needs bytes up to 9, file data has 4"
+    )

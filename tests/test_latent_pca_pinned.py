@@ -54,7 +54,9 @@ def test_the_largest_loading_of_each_direction_is_positive():
     z[0, 0] = 0.01 * torch.randn(3, 8, generator=torch.Generator().manual_seed(0))
     got = latent_pca_rgb(z, quantile=0.0)[0, 0]
     assert bool((got[:, 1:] > got[:, :-1]).all())
-    assert float(got[:, -1].min()) == pytest.approx(1.0, abs=1e-5) and float(got[:, 0].max()) == pytest.approx(0.0, abs=1e-5)
+    assert float(got[:, -1].min()) == pytest.approx(1.0, abs=1e-5) and float(got[:, 0].max()) == pytest.approx(
+        0.0, abs=1e-5
+    )
     flipped = latent_pca_rgb(-z, quantile=0.0)[0, 0]
     assert torch.allclose(flipped, 1 - got, atol=1e-5)  # the colours follow the data, not the SVD's sign
 
@@ -66,15 +68,18 @@ def test_invariant_to_positive_scale_and_offset_and_equivariant_to_positions():
     assert torch.allclose(latent_pca_rgb(z * 1e-3), ref, atol=1e-3)  # small latents are stretched just the same
     perm = torch.randperm(30, generator=torch.Generator().manual_seed(0))
     moved = z.view(1, 8, 30)[:, :, perm].view(1, 8, 6, 5)
-    assert torch.allclose(latent_pca_rgb(moved, quantile=0.0).view(1, 3, 30),
-                          latent_pca_rgb(z, quantile=0.0).view(1, 3, 30)[:, :, perm], atol=1e-4)
+    assert torch.allclose(
+        latent_pca_rgb(moved, quantile=0.0).view(1, 3, 30),
+        latent_pca_rgb(z, quantile=0.0).view(1, 3, 30)[:, :, perm],
+        atol=1e-4,
+    )
 
 
 def test_each_image_is_projected_on_its_own():
     z = _latents(b=3, seed=3)
     whole = latent_pca_rgb(z)
     for i in range(3):
-        assert torch.allclose(whole[i: i + 1], latent_pca_rgb(z[i: i + 1]), atol=1e-6)
+        assert torch.allclose(whole[i : i + 1], latent_pca_rgb(z[i : i + 1]), atol=1e-6)
 
 
 def test_degenerate_inputs_stay_grey():

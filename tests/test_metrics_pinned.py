@@ -51,7 +51,7 @@ def _ssim_by_hand(x, y, window=11, sigma=1.5):
     out = []
     for i in range(h - window + 1):
         for j in range(wd - window + 1):
-            px, py = x[i:i + window, j:j + window], y[i:i + window, j:j + window]
+            px, py = x[i : i + window, j : j + window], y[i : i + window, j : j + window]
             mx, my = (w * px).sum(), (w * py).sum()
             vx, vy = (w * px * px).sum() - mx**2, (w * py * py).sum() - my**2
             cov = (w * px * py).sum() - mx * my

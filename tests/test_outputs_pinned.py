@@ -20,8 +20,15 @@ from diffusers_mdiffae.outputs import (
 
 
 def test_formats_and_their_messages():
-    assert IMAGE_FORMATS == {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP",
-                             ".tif": "TIFF", ".tiff": "TIFF"}
+    assert IMAGE_FORMATS == {
+        ".png": "PNG",
+        ".jpg": "JPEG",
+        ".jpeg": "JPEG",
+        ".webp": "WEBP",
+        ".bmp": "BMP",
+        ".tif": "TIFF",
+        ".tiff": "TIFF",
+    }
     assert DEFAULT_IMAGE_EXT == ".png" and image_format(Path("x/Y.WebP")) == "WEBP"
     known = ".bmp, .jpeg, .jpg, .png, .tif, .tiff, .webp"
     with pytest.raises(OutputError) as e:
@@ -32,8 +39,9 @@ def test_formats_and_their_messages():
     assert str(e.value) == f"out.exr: cannot write .exr images; use one of {known}"
     with pytest.raises(OutputError) as e:
         image_format("a/decoded")
-    assert str(e.value) == ("a/decoded: no image extension; name the format (e.g. decoded.png) "
-                            "or end the path with / to write a folder")
+    assert str(e.value) == (
+        "a/decoded: no image extension; name the format (e.g. decoded.png) or end the path with / to write a folder"
+    )
     assert issubclass(OutputError, ValueError)
 
 
@@ -60,11 +68,15 @@ def test_output_rule_messages(tmp_path):
     assert str(e.value) == f"{src / 'a.png'}: is the input {src / 'a.png'}; choose another output"
     with pytest.raises(OutputError) as e:
         check_output_not_input(src / "deep" / "o.png", [src])
-    assert str(e.value) == (f"{src / 'deep' / 'o.png'}: is inside the input folder {src} (outputs would be read "
-                            "back as inputs); choose an output outside it")
+    assert str(e.value) == (
+        f"{src / 'deep' / 'o.png'}: is inside the input folder {src} (outputs would be read "
+        "back as inputs); choose an output outside it"
+    )
     with pytest.raises(OutputError) as e:
         check_output_not_input(tmp_path, [src / "a.png"], replaces_folder=True)
-    assert str(e.value) == f"{tmp_path}: contains the input {src / 'a.png'} and would be replaced; choose another output"
+    assert (
+        str(e.value) == f"{tmp_path}: contains the input {src / 'a.png'} and would be replaced; choose another output"
+    )
     # an output folder next to the input, or around it when it is not replaced whole, is fine
     check_output_not_input(tmp_path / "out", [src], replaces_folder=True)
     check_output_not_input(tmp_path, [src / "a.png"])
@@ -77,17 +89,27 @@ def test_planned_output_clashes_list_up_to_three_then_count(tmp_path):
     outs = [tmp_path / "a.png"] * 6
     with pytest.raises(OutputError) as e:
         check_planned_outputs(outs, ["s0", "s1", "s2", "s3", "s4", "s5"])
-    assert str(e.value) == (f"{tmp_path / 'a.png'}: two inputs would write the same file: "
-                            f"{tmp_path / 'a.png'} from both s0 and s1; {tmp_path / 'a.png'} from both s0 and s2; "
-                            f"{tmp_path / 'a.png'} from both s0 and s3 (and 2 more); rename one of them")
+    assert str(e.value) == (
+        f"{tmp_path / 'a.png'}: two inputs would write the same file: "
+        f"{tmp_path / 'a.png'} from both s0 and s1; {tmp_path / 'a.png'} from both s0 and s2; "
+        f"{tmp_path / 'a.png'} from both s0 and s3 (and 2 more); rename one of them"
+    )
     with pytest.raises(OutputError) as e:
         check_planned_outputs([tmp_path / "b.png", tmp_path / "sub" / ".." / "b.png"], ["x", "y"])
     assert str(e.value).endswith("from both x and y; rename one of them")  # the same file by another spelling
     check_planned_outputs([tmp_path / "c.png", tmp_path / "d.png"], ["x", "y"])
     with pytest.raises(OutputError) as e:
         check_planned_outputs(
-            [tmp_path / "p1.png", tmp_path / "p2.png", tmp_path / "p3.png", tmp_path / "p1.png",
-             tmp_path / "p2.png", tmp_path / "p3.png"], list("abcdef"))
+            [
+                tmp_path / "p1.png",
+                tmp_path / "p2.png",
+                tmp_path / "p3.png",
+                tmp_path / "p1.png",
+                tmp_path / "p2.png",
+                tmp_path / "p3.png",
+            ],
+            list("abcdef"),
+        )
     assert "(and" not in str(e.value)  # exactly three clashes: all listed
     with pytest.raises(OutputError) as e:
         check_planned_outputs([tmp_path / "q.png"] * 5, list("abcde"))
@@ -124,8 +146,7 @@ def test_decode_names():
     assert names_from_sources(["d/a/x.png", "d/b/y.jpg"], ext="webp") == [Path("a/x.webp"), Path("b/y.webp")]
     assert names_from_sources(["a/x.png", "a/y.png"]) == [Path("x.png"), Path("y.png")]
     assert names_from_sources(["/r/x.png", "rel/y.png"]) == [Path("r/x.png"), Path("rel/y.png")]
-    assert names_from_sources(["", None, "../../up.png"]) == [Path("image_0.png"), Path("image_1.png"),
-                                                              Path("up.png")]
+    assert names_from_sources(["", None, "../../up.png"]) == [Path("image_0.png"), Path("image_1.png"), Path("up.png")]
     assert names_from_sources(["/"]) == [Path("image_0.png")]
     assert names_from_sources(["./a/./b.png"]) == [Path("b.png")]
     # mixed absolute and relative sources have no common folder: ".." parts are still dropped

@@ -5,8 +5,8 @@ import json
 
 import pytest
 import torch
-
 from fixtures.models import make_tiny
+
 from diffusers_mdiffae import (
     DEMO_MODEL_DIR,
     AutoencoderMDiffAE,
@@ -30,10 +30,22 @@ from diffusers_mdiffae.models.token_mask import grouped_keep_mask
 
 # -- config defaults pipelines read --------------------------------------------------------
 
-PIPELINE_DEFAULTS = dict(scaling_factor=1.0, shift_factor=0.0, latents_mean=None, latents_std=None,
-                         force_upcast=False, decoder_num_inference_steps=1, decoder_pdg_strength=1.0, decoder_seed=0,
-                         patch_size=16, logsnr_min=-10.0, logsnr_max=10.0, pixel_noise_std=0.558,
-                         log_change_high=0.0, log_change_low=0.0)
+PIPELINE_DEFAULTS = {
+    "scaling_factor": 1.0,
+    "shift_factor": 0.0,
+    "latents_mean": None,
+    "latents_std": None,
+    "force_upcast": False,
+    "decoder_num_inference_steps": 1,
+    "decoder_pdg_strength": 1.0,
+    "decoder_seed": 0,
+    "patch_size": 16,
+    "logsnr_min": -10.0,
+    "logsnr_max": 10.0,
+    "pixel_noise_std": 0.558,
+    "log_change_high": 0.0,
+    "log_change_low": 0.0,
+}
 
 
 @pytest.mark.parametrize("cls, channels", [(AutoencoderMDiffAE, 64), (AutoencoderSemDisDiffAE, 128)])
@@ -46,8 +58,9 @@ def test_constructor_defaults_pipelines_read(cls, channels):
     assert len(defaults["block_out_channels"]) == 5  # 2 ** (5 - 1) == 16
 
 
-@pytest.mark.parametrize("family, channels", [("mdiffae_v1", 64), ("mdiffae_v2", 96), ("irdiffae_v1", 128),
-                                              ("semdisdiffae", 128)])
+@pytest.mark.parametrize(
+    "family, channels", [("mdiffae_v1", 64), ("mdiffae_v2", 96), ("irdiffae_v1", 128), ("semdisdiffae", 128)]
+)
 def test_a_built_model_reports_them_in_its_config_and_attributes(family, channels):
     m = make_tiny(family=family)
     c = m.config
@@ -68,18 +81,40 @@ def test_the_bundled_checkpoint_config():
 
 def test_scheduler_defaults():
     params = inspect.signature(VPDDIMScheduler.__init__).parameters
-    assert {k: p.default for k, p in params.items() if k != "self"} == dict(
-        logsnr_min=-10.0, logsnr_max=10.0, pixel_noise_std=0.558, log_change_high=0.0, log_change_low=0.0,
-        schedule="linear", pdg_strength=1.0, set_alpha_to_one=False, num_train_timesteps=1000)
+    assert {k: p.default for k, p in params.items() if k != "self"} == {
+        "logsnr_min": -10.0,
+        "logsnr_max": 10.0,
+        "pixel_noise_std": 0.558,
+        "log_change_high": 0.0,
+        "log_change_low": 0.0,
+        "schedule": "linear",
+        "pdg_strength": 1.0,
+        "set_alpha_to_one": False,
+        "num_train_timesteps": 1000,
+    }
 
 
 def test_published_inference_config_defaults():
     m, ir, f = MDiffAEInferenceConfig(), IRDiffAEInferenceConfig(), FCDMDiffAEInferenceConfig()
     assert (m.num_steps, m.sampler, m.schedule, m.pdg_enabled, m.pdg_strength, m.strength, m.seed) == (
-        1, "ddim", "linear", False, 1.05, 1.0, None)
+        1,
+        "ddim",
+        "linear",
+        False,
+        1.05,
+        1.0,
+        None,
+    )
     assert (ir.pdg_strength, ir.pdg_enabled, ir.num_steps) == (2.0, False, 1)
     assert (f.num_steps, f.sampler, f.schedule, f.pdg, f.pdg_strength, f.strength, f.seed) == (
-        1, "ddim", "linear", False, 2.0, 1.0, None)
+        1,
+        "ddim",
+        "linear",
+        False,
+        2.0,
+        1.0,
+        None,
+    )
 
 
 # -- settings ------------------------------------------------------------------------------
@@ -92,8 +127,12 @@ def test_model_defaults_pass_through_unchanged():
 
 
 def test_an_inference_config_overrides_the_defaults_and_guides_when_enabled():
-    s = resolve_settings(BASE, MDiffAEInferenceConfig(num_steps=5, sampler="dpmpp_2m", schedule="cosine",
-                                                      pdg_enabled=True, pdg_strength=1.0, strength=0.5))
+    s = resolve_settings(
+        BASE,
+        MDiffAEInferenceConfig(
+            num_steps=5, sampler="dpmpp_2m", schedule="cosine", pdg_enabled=True, pdg_strength=1.0, strength=0.5
+        ),
+    )
     assert s == DecodeSettings(5, "dpmpp_2m", "cosine", 1.0, 0.5)  # enabled at 1.0 still guides
     assert resolve_settings(BASE, MDiffAEInferenceConfig(pdg_strength=3.0)).pdg_strength is None  # not enabled
     assert resolve_settings(BASE, FCDMDiffAEInferenceConfig(pdg=True)).pdg_strength == 2.0
@@ -106,22 +145,33 @@ def test_an_inference_config_overrides_the_defaults_and_guides_when_enabled():
 
 def test_keywords_override_an_inference_config():
     cfg = MDiffAEInferenceConfig(num_steps=5, pdg_enabled=True, pdg_strength=1.5, strength=0.5)
-    s = resolve_settings(BASE, cfg, num_inference_steps=2, pdg_strength=3, sampler="dpmpp_2m", schedule="cosine",
-                         strength=0.25)
+    s = resolve_settings(
+        BASE, cfg, num_inference_steps=2, pdg_strength=3, sampler="dpmpp_2m", schedule="cosine", strength=0.25
+    )
     assert s == DecodeSettings(2, "dpmpp_2m", "cosine", 3.0, 0.25) and isinstance(s.pdg_strength, float)
     assert resolve_settings(BASE, cfg, pdg_strength=1.0).pdg_strength is None  # keyword 1.0 is off
     assert resolve_settings(BASE, pdg_strength=0.0).pdg_strength == 0.0
     assert isinstance(resolve_settings(BASE, strength=1).strength, float)
 
 
-@pytest.mark.parametrize("kw, match", [
-    (dict(num_inference_steps=0), "positive int"), (dict(num_inference_steps=True), "positive int"),
-    (dict(num_inference_steps=2.0), "positive int"), (dict(pdg_strength=True), "must be a number"),
-    (dict(pdg_strength="2"), "must be a number"), (dict(pdg_strength=float("inf")), "must be finite"),
-    (dict(pdg_strength=float("nan")), "must be finite"), (dict(sampler="euler"), r"\['ddim', 'dpmpp_2m'\]"),
-    (dict(schedule="karras"), "schedule must be one of"), (dict(strength=0.0), r"in \(0, 1\]"),
-    (dict(strength=1.01), r"in \(0, 1\]"), (dict(strength=True), r"in \(0, 1\]"), (dict(strength="1"), r"in \(0, 1\]"),
-])
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"num_inference_steps": 0}, "positive int"),
+        ({"num_inference_steps": True}, "positive int"),
+        ({"num_inference_steps": 2.0}, "positive int"),
+        ({"pdg_strength": True}, "must be a number"),
+        ({"pdg_strength": "2"}, "must be a number"),
+        ({"pdg_strength": float("inf")}, "must be finite"),
+        ({"pdg_strength": float("nan")}, "must be finite"),
+        ({"sampler": "euler"}, r"\['ddim', 'dpmpp_2m'\]"),
+        ({"schedule": "karras"}, "schedule must be one of"),
+        ({"strength": 0.0}, r"in \(0, 1\]"),
+        ({"strength": 1.01}, r"in \(0, 1\]"),
+        ({"strength": True}, r"in \(0, 1\]"),
+        ({"strength": "1"}, r"in \(0, 1\]"),
+    ],
+)
 def test_bad_settings_are_refused(kw, match):
     with pytest.raises(ValueError, match=match):
         resolve_settings(BASE, **kw)
@@ -148,7 +198,7 @@ def test_make_scheduler_copies_the_schedule_into_a_fresh_solver():
 def test_per_sample_noise_seeds_one_generator_per_sample():
     noise, gens = draw_noise((3, 2, 4, 4), seed=5)
     one = torch.randn(1, 2, 4, 4, generator=torch.Generator().manual_seed(5))
-    assert len(gens) == 3 and all(torch.equal(noise[i: i + 1], one) for i in range(3))
+    assert len(gens) == 3 and all(torch.equal(noise[i : i + 1], one) for i in range(3))
     assert noise.dtype == torch.float32
 
 
@@ -208,8 +258,15 @@ def _run(decoder, w, steps=2, sampler="ddim", schedule="linear", strength=1.0, b
     noise = torch.randn(batch, 3, 4, 4, generator=torch.Generator().manual_seed(0))
     seen = []
     s = make_scheduler(VPDDIMScheduler(), sampler)
-    out = run_sampler(decoder, s, z, noise, DecodeSettings(steps, sampler, schedule, w, strength), mask=mask,
-                      callback=lambda i, n: seen.append((i, n)))
+    out = run_sampler(
+        decoder,
+        s,
+        z,
+        noise,
+        DecodeSettings(steps, sampler, schedule, w, strength),
+        mask=mask,
+        callback=lambda i, n: seen.append((i, n)),
+    )
     return out, seen
 
 
@@ -291,7 +348,7 @@ def test_token_mask_guidance_splits_an_odd_batch_back_correctly():
     assert torch.allclose(out, _reference(1.0, 0.5, 1.5, batch=3), atol=1e-6)
 
 
-@pytest.mark.parametrize("kw", [dict(seed=3), dict(seed=3, per_sample=False), dict()])
+@pytest.mark.parametrize("kw", [{"seed": 3}, {"seed": 3, "per_sample": False}, {}])
 def test_noise_is_float32_whatever_torch_defaults_to(kw):
     old = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)

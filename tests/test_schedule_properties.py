@@ -108,7 +108,7 @@ def test_ddim_with_the_true_x0_walks_exactly_along_the_forward_process(lohi, n, 
     x = a * x0 + sg * eps
     for k, t in enumerate(s.timesteps):
         x = s.step(x0, t, x).prev_sample
-        a, sg = s.alpha_sigma(grid[k + 1: k + 2])
+        a, sg = s.alpha_sigma(grid[k + 1 : k + 2])
         assert torch.allclose(x, a * x0 + sg * eps, atol=2e-4)
 
 
@@ -126,7 +126,7 @@ def test_dpmpp_2m_with_a_constant_x0_is_exact_too(n, schedule, w):
     x = a * x0 + sg * eps
     for k, t in enumerate(s.timesteps):
         x = s.step(x0, t, x, model_output_uncond=x0.clone(), pdg_strength=w).prev_sample
-        a, sg = s.alpha_sigma(grid[k + 1: k + 2])
+        a, sg = s.alpha_sigma(grid[k + 1 : k + 2])
         assert torch.allclose(x, a * x0 + sg * eps, atol=2e-4)
 
 

@@ -61,8 +61,9 @@ def test_the_final_time_is_not_a_step_and_strangers_are_named():
     s.set_timesteps(2)
     with pytest.raises(ValueError) as info:
         s.step(torch.zeros(1, 3, 2, 2), 0.0, torch.zeros(1, 3, 2, 2))
-    assert str(info.value) == ("timestep 0.000000 is not one of this scheduler's timesteps [1.0, 0.5]; "
-                               "call set_timesteps first")
+    assert str(info.value) == (
+        "timestep 0.000000 is not one of this scheduler's timesteps [1.0, 0.5]; call set_timesteps first"
+    )
     with pytest.raises(ValueError, match="timestep 0.300000 is not one of"):
         s.step(torch.zeros(1, 3, 2, 2), 0.3, torch.zeros(1, 3, 2, 2))
 
@@ -73,8 +74,10 @@ def test_shape_mismatch_sentences_name_the_argument():
     x = torch.zeros(2, 3, 2, 2)
     with pytest.raises(ValueError) as info:
         s.step(torch.zeros(1, 3, 2, 2), 1.0, x)
-    assert str(info.value) == ("model_output has shape (1, 3, 2, 2) but sample has (2, 3, 2, 2); "
-                               "they must match (no broadcasting over the batch)")
+    assert str(info.value) == (
+        "model_output has shape (1, 3, 2, 2) but sample has (2, 3, 2, 2); "
+        "they must match (no broadcasting over the batch)"
+    )
     with pytest.raises(ValueError) as info:
         s.step(x, 1.0, x, model_output_uncond=torch.zeros(1, 3, 2, 2))
     assert str(info.value).startswith("model_output_uncond has shape (1, 3, 2, 2) but sample has (2, 3, 2, 2);")

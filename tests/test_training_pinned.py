@@ -2,7 +2,6 @@
 latent noise mixing, the 2x2 token mask and its ratio, the EMA warm-up, the learning-rate schedule."""
 
 import math
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -77,8 +76,17 @@ def _by_hand(images, z, seed, cfg):
     x_t = alpha.view(-1, 1, 1, 1) * images + sigma.view(-1, 1, 1, 1) * 0.558 * noise
     weight = 1 / (1 + torch.exp(-(lam - cfg.sigmoid_bias)))  # SiD2: sigmoid(logsnr - b)
     per_sample = ((x_t * 0.5 - images) ** 2).mean(dim=(1, 2, 3))
-    return dict(t=t, z=z, keep=keep, x_t=x_t, loss=(weight * per_sample).mean(), mse=per_sample.mean(),
-                noised=noised, masked=masked, weight=weight)
+    return {
+        "t": t,
+        "z": z,
+        "keep": keep,
+        "x_t": x_t,
+        "loss": (weight * per_sample).mean(),
+        "mse": per_sample.mean(),
+        "noised": noised,
+        "masked": masked,
+        "weight": weight,
+    }
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
@@ -205,7 +213,7 @@ def test_a_list_of_generators_draws_each_sample_from_its_own():
     m = grouped_keep_mask(3, 4, 4, 0.75, generator=gens)
     for i, s in enumerate((4, 9, 4)):
         alone = grouped_keep_mask(1, 4, 4, 0.75, generator=torch.Generator().manual_seed(s))
-        assert torch.equal(m[i: i + 1], alone)
+        assert torch.equal(m[i : i + 1], alone)
     with pytest.raises(ValueError, match="2 generators for a batch of 3"):
         grouped_keep_mask(3, 4, 4, generator=gens[:2])
 
