@@ -28,7 +28,8 @@ def main(argv=None) -> int:
     equivalent = set()
     if args.equivalents:
         with open(args.equivalents, encoding="utf-8") as f:
-            equivalent = set(re.findall(r"`([\w.\u01c1]+__mutmut_\d+)`", f.read()))
+            text = f.read().split("## Not equivalent", 1)[0]  # later sections count as survivors
+            equivalent = set(re.findall(r"`([\w.\u01c1]+__mutmut_\d+)`", text))
     counts = defaultdict(lambda: defaultdict(int))
     for line in sys.stdin:
         name, sep, status = line.strip().rpartition(": ")

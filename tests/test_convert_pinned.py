@@ -273,13 +273,15 @@ def test_layout_detection_by_fields():
     assert detect_layout({**base, "bottleneck_posterior_kind": "x", "decoder_start_blocks": 2}).name == "semdisdiffae"
     assert is_original_config(base) and not is_original_config({**base, "_class_name": "X"})
     assert not is_original_config([base]) and not is_original_config({"model_dim": 1})
-    with pytest.raises(CheckpointError, match="no 'bottleneck_dim'"):
+    with pytest.raises(CheckpointError) as info:
         detect_layout({"model_dim": 32})
+    assert str(info.value) == "config.json is not a published mDiffAE-family config (no 'bottleneck_dim')"
 
 
 def test_layout_mapping_refusals():
-    with pytest.raises(CheckpointError, match="must hold a JSON object"):
+    with pytest.raises(CheckpointError) as info:
         original_config_to_ours([1])
+    assert str(info.value) == "config.json must hold a JSON object"
     with pytest.raises(CheckpointError, match=r"lacks \['model_dim', 'patch_size'\]"):
         original_config_to_ours({"bottleneck_dim": 64})
     with pytest.raises(CheckpointError, match=r"the mdiffae_v1 layout does not know: \['a', 'b'\]"):
@@ -345,3 +347,14 @@ def test_adapt_edges():
 def test_an_unexpected_tensor_does_not_stop_the_matching():
     converted, report = match_state_dict({"zzz": torch.zeros(1), "a": torch.zeros(2)}, {"a": (2,)})
     assert list(converted) == ["a"] and report.unexpected == [("zzz", (1,))] and report.missing == []
+
+
+def test_every_tensor_past_the_end_gets_its_own_line(tmp_path):
+    header = json.dumps({"a": {"data_offsets": [0, 6]}, "b": {"data_offsets": [6, 9]}}).encode()
+    with pytest.raises(CheckpointError) as info:
+        safetensors_header(_raw(tmp_path / "t", header, b"\0" * 4))
+    assert str(info.value).endswith(
+        "2 tensor(s) lie past the end of the file:\n"
+        "    a  needs bytes up to 6, file data has 4\n"
+        "    b  needs bytes up to 9, file data has 4"
+    )

@@ -110,3 +110,14 @@ def test_psnr_and_ssim_agree_with_scikit_image():
         )
         assert psnr(a, b) == pytest.approx(ref_psnr, abs=1e-4)
         assert ssim(a, b) == pytest.approx(ref_ssim, abs=1e-5)
+
+
+def test_ssim_does_not_depend_on_torch_default_dtype():
+    a, b = _pair(seed=4)
+    ref = ssim(a, b)
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        assert ssim(a, b) == pytest.approx(ref, abs=1e-7)
+    finally:
+        torch.set_default_dtype(old)

@@ -252,10 +252,10 @@ class _Decoder(torch.nn.Module):
         return x * 0 + cond.mean(dim=(1, 2, 3), keepdim=True) * scale
 
 
-def _run(decoder, w, steps=2, sampler="ddim"):
-    z = torch.ones(2, 4, 2, 2)
-    mask = torch.zeros(2, 1, 2, 2, dtype=torch.bool)
-    noise = torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+def _run(decoder, w, steps=2, sampler="ddim", schedule="linear", strength=1.0, batch=2):
+    z = torch.ones(batch, 4, 2, 2)
+    mask = torch.zeros(batch, 1, 2, 2, dtype=torch.bool)
+    noise = torch.randn(batch, 3, 4, 4, generator=torch.Generator().manual_seed(0))
     seen = []
     s = make_scheduler(VPDDIMScheduler(), sampler)
     out = run_sampler(
@@ -263,17 +263,17 @@ def _run(decoder, w, steps=2, sampler="ddim"):
         s,
         z,
         noise,
-        DecodeSettings(steps, sampler, "linear", w, 1.0),
+        DecodeSettings(steps, sampler, schedule, w, strength),
         mask=mask,
         callback=lambda i, n: seen.append((i, n)),
     )
     return out, seen
 
 
-def _reference(cond_value, uncond_value, w, steps=2):
+def _reference(cond_value, uncond_value, w, steps=2, schedule="linear", strength=1.0, batch=2):
     s = VPDDIMScheduler()
-    s.set_timesteps(steps)
-    noise = torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    s.set_timesteps(steps, schedule=schedule, strength=strength)
+    noise = torch.randn(batch, 3, 4, 4, generator=torch.Generator().manual_seed(0))
     x = s.initial_state(noise)
     for t in s.timesteps:
         c = torch.full_like(x, cond_value)
@@ -331,3 +331,29 @@ def test_the_network_sees_its_own_dtype_and_the_result_is_float32():
     d.denoise = denoise
     out, _ = _run(d, None, steps=1)
     assert seen == [(torch.bfloat16, torch.bfloat16)] and out.dtype == torch.float32
+
+
+def test_the_loop_follows_the_settings_schedule_and_strength():
+    d = _Decoder()
+    out, seen = _run(d, None, steps=3, schedule="cosine", strength=0.5)
+    times = [float(c[2][0]) for c in d.calls if c[0] == "denoise"]
+    assert times == pytest.approx([0.5, 0.375, 0.125]) and seen == [(1, 3), (2, 3), (3, 3)]
+    assert torch.allclose(out, _reference(1.0, None, None, steps=3, schedule="cosine", strength=0.5), atol=1e-6)
+
+
+def test_token_mask_guidance_splits_an_odd_batch_back_correctly():
+    d = _Decoder(token=True, drop=False)
+    out, _ = _run(d, 1.5, batch=3)
+    assert [c[1] for c in d.calls if c[0] == "denoise"] == [6, 6]
+    assert torch.allclose(out, _reference(1.0, 0.5, 1.5, batch=3), atol=1e-6)
+
+
+@pytest.mark.parametrize("kw", [{"seed": 3}, {"seed": 3, "per_sample": False}, {}])
+def test_noise_is_float32_whatever_torch_defaults_to(kw):
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        noise, _ = draw_noise((2, 1, 2, 2), **kw)
+    finally:
+        torch.set_default_dtype(old)
+    assert noise.dtype == torch.float32

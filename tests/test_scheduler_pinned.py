@@ -93,3 +93,32 @@ def test_return_tuple_and_step_index():
     alpha, sigma = s.alpha_sigma(torch.tensor([1.0, 0.5]))
     assert torch.allclose(prev, x * float(sigma[1] / sigma[0]), atol=1e-6)  # x0 = 0: eps scaled to sigma_next
     assert math.isclose(s.init_noise_sigma, float(sigma[0]) * 0.558, rel_tol=1e-6)
+
+
+def test_dpmpp_2m_honours_strength_and_schedule_too():
+    from diffusers_mdiffae import VPDPMSolverMultistepScheduler
+
+    s = VPDPMSolverMultistepScheduler()
+    s.set_timesteps(3, schedule="cosine", strength=0.5)
+    assert torch.allclose(s.timesteps, torch.tensor([0.5, 0.375, 0.125]))
+
+
+def test_grids_stay_float32_when_torch_defaults_to_float64():
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        for schedule in ("linear", "cosine"):
+            assert time_grid(schedule, 3).dtype == torch.float32
+    finally:
+        torch.set_default_dtype(old)
+
+
+def test_schedule_values_stay_float32_when_torch_defaults_to_float64():
+    ref = cosine_interpolated_logsnr(torch.tensor(0.25))
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        got = cosine_interpolated_logsnr(torch.tensor(0.25, dtype=torch.float32))
+    finally:
+        torch.set_default_dtype(old)
+    assert got.dtype == torch.float32 and torch.equal(got, ref)

@@ -68,7 +68,7 @@ def time_grid(schedule: str, num_steps: int) -> torch.Tensor:
         raise ValueError(f"num_steps must be a positive int, got {num_steps!r}")
     n = num_steps + 1
     if schedule == "linear":
-        ascending = torch.linspace(0.0, 1.0, n)
+        ascending = torch.linspace(0.0, 1.0, n, dtype=torch.float32)
     elif schedule == "cosine":
         i = torch.arange(n, dtype=torch.float32)
         ascending = 0.5 * (1.0 - torch.cos(math.pi * (i / (n - 1))))
