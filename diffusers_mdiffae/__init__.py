@@ -23,6 +23,7 @@ SAMPLE_IMAGE = Path(__file__).parent / "assets" / "astronaut_256.png"
 _EXPORTS = {
     "AutoencoderMDiffAE": ".models.autoencoders.autoencoder_mdiffae",
     "AutoencoderSemDisDiffAE": ".models.autoencoders.autoencoder_semdis",
+    "AutoencoderVMAE": ".models.autoencoders.autoencoder_vmae",
     "MDiffAEEncoderOutput": ".models.autoencoders.vp_autoencoder",
     "VPPosterior": ".models.autoencoders.autoencoder_semdis",
     "MDiffAEInferenceConfig": ".models.sampling",
