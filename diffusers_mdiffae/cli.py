@@ -484,6 +484,7 @@ def cmd_train(args) -> int:
         ema_decay=args.ema_decay,
         warmup_steps=args.warmup_steps,
         permute_channels=args.permute_channels,
+        objective={"umd_ratio": args.umd_ratio, "umd_mask_ratio": args.umd_mask_ratio} if args.umd_ratio else {},
     )
     try:
         train(cfg, log=say)
@@ -730,6 +731,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--permute-channels",
         action="store_true",
         help="shuffle RGB channels of every crop (colour diversity for small folders)",
+    )
+    sp.add_argument(
+        "--umd-ratio",
+        type=float_in(0.0, 1.0),
+        default=0.0,
+        help="UMD objective: fraction of samples given a noise-free step with masked pixel patches "
+        "(r_{t=0}; default 0 = the published objective)",
+    )
+    sp.add_argument(
+        "--umd-mask-ratio",
+        type=float_in(0.0, 1.0, high_open=True),
+        default=0.9,
+        help="UMD: fraction of pixel patches blanked in those samples, in [0, 1) (default: 0.9)",
     )
     sp.set_defaults(fn=cmd_train)
     return p

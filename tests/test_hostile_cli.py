@@ -314,3 +314,18 @@ def test_in_a_fresh_process_failures_are_one_line_without_traceback(tmp_path, mo
     ]
     res = cli_subprocess("train", "--data", tmp_path, "--output-dir", tmp_path / "r", "--lr", "nan")
     assert res.returncode == 2 and len(res.stderr.splitlines()) == 1 and "Traceback" not in res.stderr
+
+
+def test_train_umd_flags_reach_the_objective(tmp_path, capsys, monkeypatch):
+    import diffusers_mdiffae.training as training
+
+    seen = []
+    monkeypatch.setattr(training, "train", lambda cfg, log: seen.append(cfg.objective))
+    data = tmp_path / "data"
+    photo(data / "a.png")
+    base = ["--data", data, "--output-dir", tmp_path / "r"]
+    assert cli(capsys, "train", *base)[0] == 0
+    assert cli(capsys, "train", *base, "--umd-ratio", "0.25", "--umd-mask-ratio", "0.8")[0] == 0
+    assert seen == [{}, {"umd_ratio": 0.25, "umd_mask_ratio": 0.8}]
+    rc, _, err = cli(capsys, "train", *base, "--umd-mask-ratio", "1")
+    assert_one_error(rc, err, "--umd-mask-ratio", "[0, 1)")

@@ -282,3 +282,68 @@ def test_averaged_model_holds_the_averages_and_leaves_the_model_alone():
     for k, v in model.state_dict().items():
         if v.is_floating_point() and k in dict(model.named_parameters()):
             assert torch.allclose(v, before[k] + 1.0), k
+
+
+# -- UMD: the noise-free masked step --------------------------------------------------------
+
+
+def test_patch_keep_mask_keeps_the_same_count_in_every_sample():
+    from diffusers_mdiffae.training.objective import patch_keep_mask
+
+    for ratio, n_keep in ((0.9, 2), (0.75, 4), (0.0, 16), (0.99, 1)):
+        keep = patch_keep_mask(5, 4, 4, ratio, torch.Generator().manual_seed(1))
+        assert keep.shape == (5, 1, 4, 4) and keep.dtype == torch.bool
+        assert keep.flatten(1).sum(dim=1).tolist() == [n_keep] * 5
+    a = patch_keep_mask(64, 4, 4, 0.5, torch.Generator().manual_seed(2))
+    assert len({tuple(row.tolist()) for row in a.flatten(1)}) > 32  # drawn, not a fixed pattern
+
+
+def test_umd_zero_leaves_the_published_objective_and_its_draws_alone():
+    images = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    z = torch.randn(3, 4, 2, 2, generator=torch.Generator().manual_seed(1))
+    losses = []
+    for cfg in (ObjectiveConfig(), ObjectiveConfig(umd_ratio=0.0, umd_mask_ratio=0.5)):
+        model = _Recorder(z)
+        model.config = type("C", (), {"patch_size": 16})()
+        losses.append(diffusion_loss(model, images, torch.Generator().manual_seed(4), cfg)[0])
+    assert torch.equal(losses[0], losses[1])
+
+
+def test_umd_step_feeds_the_clean_image_with_blanked_patches_at_t_zero():
+    p = 16
+    images = torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    z = torch.randn(4, 4, 4, 4, generator=torch.Generator().manual_seed(1))
+    model = _Recorder(z)
+    model.config = type("C", (), {"patch_size": p})()
+    cfg = ObjectiveConfig(umd_ratio=1.0, umd_mask_ratio=0.75, token_mask_prob=0.0, latent_noise_prob=0.0)
+    loss, _ = diffusion_loss(model, images, torch.Generator().manual_seed(3), cfg)
+    x_t, t = model.seen["x_t"], model.seen["t"]
+    assert torch.equal(t, torch.zeros(4))
+    cells = (x_t != 0).any(dim=1, keepdim=True).float()
+    cells = torch.nn.functional.avg_pool2d(cells, p)  # 1 where a patch is visible, 0 where blanked
+    assert cells.flatten(1).sum(dim=1).tolist() == [4.0] * 4  # 16 patches, 75 % blanked
+    visible = cells.repeat_interleave(p, -2).repeat_interleave(p, -1).bool()
+    assert torch.equal(x_t[visible.expand_as(x_t)], images[visible.expand_as(images)])  # no noise added
+    s = VPDDIMScheduler()
+    weight = torch.sigmoid(s.logsnr(torch.zeros(4)) - cfg.sigmoid_bias)
+    expected = (weight * ((x_t * 0.5 - images) ** 2).mean(dim=(1, 2, 3))).mean()
+    assert torch.allclose(loss, expected, rtol=1e-6, atol=0)
+
+
+def test_umd_ratio_picks_that_fraction_of_samples():
+    images = torch.zeros(4000, 3, 16, 16)
+    model = _Recorder(torch.zeros(4000, 1, 1, 1))
+    model.config = type("C", (), {"patch_size": 16})()
+    cfg = ObjectiveConfig(umd_ratio=0.3, token_mask_prob=0.0, latent_noise_prob=0.0)
+    diffusion_loss(model, images, torch.Generator().manual_seed(0), cfg)
+    share = float((model.seen["t"] == 0).float().mean())
+    assert abs(share - 0.3) < 0.03
+
+
+@pytest.mark.parametrize(
+    "field,value",
+    [("umd_ratio", -0.1), ("umd_ratio", 1.5), ("umd_mask_ratio", 1.0), ("token_mask_prob", 2), ("mask_ratio", -1)],
+)
+def test_objective_refuses_ratios_outside_their_range_by_name(field, value):
+    with pytest.raises(ValueError, match=field):
+        ObjectiveConfig(**{field: value})

@@ -25,17 +25,52 @@ class ObjectiveConfig:
             loss here is ``sigmoid(logsnr - b) * mse(x0_hat, x0)`` (the constant dropped). The
             published bias is unknown. The default -8 keeps weight on the pure-noise end (logsnr
             -10, weight 0.12) because that is where the default 1-step decode evaluates the network.
+        umd_ratio: UMD's ``r_{t=0}`` (Unified Masked Diffusion): the fraction of samples given the
+            noise-free masked step instead of a noisy one, so the loss is
+            ``r L_{t=0} + (1 - r) L_{t>0}`` in expectation. 0 (the default) is the objective above
+            unchanged, random draws included.
+        umd_mask_ratio: fraction of the pixel patches (``patch_size`` squares) blanked to 0 in the
+            decoder's input for those samples. UMD masks harder at ``t = 0`` than in its noisy
+            steps; here the noisy steps mask no pixels (their latent-token mask stays as above).
+
+    The ``t = 0`` step reads UMD for a diffusion *decoder*: at ``t = 0`` an unmasked input already
+    holds the answer, so the decoder gets the clean image with most patches blanked and must fill
+    them from the latent, the same job as its 1-step decode from pure noise.
     """
 
     token_mask_prob: float = 0.5
     mask_ratio: float = 0.75
     latent_noise_prob: float = 0.1
     sigmoid_bias: float = -8.0
+    umd_ratio: float = 0.0
+    umd_mask_ratio: float = 0.9
+
+    def __post_init__(self):
+        for name in ("token_mask_prob", "latent_noise_prob", "umd_ratio"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 <= value <= 1.0):
+                raise ValueError(f"{name} must be a probability in [0, 1], got {value!r}")
+        for name in ("mask_ratio", "umd_mask_ratio"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 <= value < 1.0):
+                raise ValueError(f"{name} must be in [0, 1), got {value!r}")
 
 
 def beta22(n: int, generator: torch.Generator) -> torch.Tensor:
     """``n`` draws from Beta(2, 2): the median of three uniforms (an order statistic), so it takes a generator."""
     return torch.rand(n, 3, generator=generator).median(dim=1).values
+
+
+def patch_keep_mask(batch: int, h: int, w: int, mask_ratio: float, generator: torch.Generator) -> torch.Tensor:
+    """Bool ``[batch, 1, h, w]``: per sample exactly ``max(1, round(h*w*(1 - mask_ratio)))`` True cells, at random.
+
+    MAE's masking: rank one uniform draw per cell and keep the lowest ranks, so every sample hides
+    the same number of patches.
+    """
+    n = h * w
+    n_keep = max(1, round(n * (1.0 - mask_ratio)))
+    ranks = torch.rand(batch, n, generator=generator).argsort(dim=1).argsort(dim=1)
+    return (ranks < n_keep).view(batch, 1, h, w)
 
 
 def diffusion_loss(
@@ -56,6 +91,13 @@ def diffusion_loss(
     noise_latents = torch.rand(b, generator=generator) < cfg.latent_noise_prob
     tau = beta22(b, generator)
     mask_samples = torch.rand(b, generator=generator) < cfg.token_mask_prob
+    clean = visible = None
+    if cfg.umd_ratio > 0:  # drawn after the others, so umd_ratio=0 keeps every earlier draw
+        p = model.config.patch_size
+        clean = torch.rand(b, generator=generator) < cfg.umd_ratio
+        cells = patch_keep_mask(b, images.shape[-2] // p, images.shape[-1] // p, cfg.umd_mask_ratio, generator)
+        visible = cells.repeat_interleave(p, dim=-2).repeat_interleave(p, dim=-1)
+        t = torch.where(clean, torch.zeros_like(t), t)
 
     z = model.encoder(images)
     if bool(noise_latents.any()):
@@ -70,6 +112,9 @@ def diffusion_loss(
 
     t = t.to(device)
     x_t = scheduler.add_noise(images, noise.to(device), t)
+    if clean is not None and bool(clean.any()):
+        masked = images * visible.to(device, images.dtype)
+        x_t = torch.where(clean.to(device).view(-1, 1, 1, 1), masked, x_t)
     x0_hat = model.decoder(x_t, t, z, keep_mask=keep)
     weight = torch.sigmoid(scheduler.logsnr(t) - cfg.sigmoid_bias).to(device)
     per_sample = (x0_hat.float() - images.float()).square().mean(dim=(1, 2, 3))
