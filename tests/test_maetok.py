@@ -239,6 +239,18 @@ def test_rope_grid_buffer_with_other_coordinates_is_refused(tmp_path, fixtures):
     assert "encoder.freqs_t_x does not hold the 4x4 grid coordinates" in msg
 
 
+def test_rope_buffers_of_another_base_size_are_stale_and_the_actual_grid_is_used(tmp_path, fixtures):
+    # A 512 model fine-tuned from 256 stores the 256 grid; the original then recomputes the grid it
+    # sees at run time. Here: base 16 px (2x2 grid of 8 px patches) for a 32 px model.
+    config, overrides, state, cases = fixtures["maetok"]
+    grid = {"x": torch.tensor([0.0, 1.0, 0.0, 1.0]), "y": torch.tensor([0.0, 0.0, 1.0, 1.0])}
+    state = {**state, **{f"{side}.freqs_t_{a}": grid[a].clone() for side in ("encoder", "decoder") for a in "xy"}}
+    folder = write_original_folder(tmp_path / "snap", {**config, "base_image_size": 16}, state)
+    model = AutoencoderMAETok.from_pretrained(folder, vit_overrides=overrides)
+    with torch.no_grad():
+        assert torch.equal(model.encode(cases["case.encode.images"]).latent, cases["case.encode.latents"])
+
+
 def test_nonfinite_tensor_is_named(tmp_path, fixtures):
     def edit(s):
         s["decoder.model.norm.weight"] = s["decoder.model.norm.weight"].clone()
