@@ -5,6 +5,9 @@
 >>> z = vae.encode(images).latent_dist.mode()     # [B, 64, H/16, W/16]
 >>> images = vae.decode(z).sample                 # [B, 3, H, W] in [-1, 1]
 
+Also the 1-D latent-token tokenizers MAETok and SoftVQ-VAE (``AutoencoderMAETok``,
+``AutoencoderSoftVQ``): images ``[B, 3, S, S]`` -> tokens ``[B, L, d]`` -> images.
+
 Names are imported on first use, so ``import diffusers_mdiffae`` (and the ``mdiffae`` command's
 help) does not pay for torch and diffusers.
 """
@@ -24,6 +27,10 @@ _EXPORTS = {
     "AutoencoderMDiffAE": ".models.autoencoders.autoencoder_mdiffae",
     "AutoencoderSemDisDiffAE": ".models.autoencoders.autoencoder_semdis",
     "AutoencoderVMAE": ".models.autoencoders.autoencoder_vmae",
+    "AutoencoderMAETok": ".models.autoencoders.autoencoder_maetok",
+    "AutoencoderSoftVQ": ".models.autoencoders.autoencoder_maetok",
+    "LatentTokenEncoderOutput": ".models.autoencoders.autoencoder_maetok",
+    "TokenLatentDistribution": ".models.autoencoders.autoencoder_maetok",
     "MDiffAEEncoderOutput": ".models.autoencoders.vp_autoencoder",
     "VPPosterior": ".models.autoencoders.autoencoder_semdis",
     "MDiffAEInferenceConfig": ".models.sampling",

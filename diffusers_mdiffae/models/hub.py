@@ -6,7 +6,7 @@ import inspect
 import math
 import os
 from pathlib import Path
-from typing import Dict, Optional, Union
+from typing import Callable, Dict, Optional, Union
 
 import torch
 
@@ -137,7 +137,12 @@ def convert_original_snapshot(snapshot_dir: Union[str, os.PathLike], torch_dtype
 
 
 def locate_original_snapshot(
-    pretrained: Union[str, os.PathLike], subfolder: Optional[str] = None, **hub_kwargs
+    pretrained: Union[str, os.PathLike],
+    subfolder: Optional[str] = None,
+    *,
+    detect: Callable[[Path], bool] = is_original_snapshot,
+    with_packages: bool = True,
+    **hub_kwargs,
 ) -> Optional[Path]:
     """The local folder of ``pretrained`` if it is in a published layout, else None.
 
@@ -145,12 +150,15 @@ def locate_original_snapshot(
     is an original one, the weights and the shipped package (for ``--verify``) are fetched too. Any
     failure to reach the Hub returns None, so the caller falls back to the diffusers loader and its
     usual error messages.
+
+    ``detect`` recognises a published folder (default: the mDiffAE-family layouts);
+    ``with_packages=False`` fetches only ``config.json`` and the safetensors (the tokenizers ship no package).
     """
     from ..conversion.layouts import LAYOUTS
 
     local = Path(pretrained) / (subfolder or "")
     if local.is_dir():
-        return local if is_original_snapshot(local) else None
+        return local if detect(local) else None
     if Path(pretrained).exists():
         return None
     from huggingface_hub import hf_hub_download, snapshot_download
@@ -164,11 +172,92 @@ def locate_original_snapshot(
         config = hf_hub_download(str(pretrained), "config.json", subfolder=subfolder, **keep)
     except Exception:  # offline, missing repo, gated...: let diffusers report it
         return None
-    if not is_original_snapshot(Path(config).parent):
+    if not detect(Path(config).parent):
         return None
     prefix = f"{subfolder}/" if subfolder else ""
-    packages = [f"{prefix}{pkg}/*" for layout in LAYOUTS for pkg, _ in layout.packages]
+    packages = [f"{prefix}{pkg}/*" for layout in LAYOUTS for pkg, _ in layout.packages] if with_packages else []
     root = snapshot_download(
         str(pretrained), allow_patterns=[f"{prefix}config.json", f"{prefix}*.safetensors", *packages], **keep
     )
     return Path(root) / (subfolder or "")
+
+
+# -- 1-D token tokenizers (MAETok, SoftVQ-VAE) ----------------------------------------------
+
+
+def tokenizer_classes() -> Dict[str, type]:
+    from .autoencoders.autoencoder_maetok import AutoencoderMAETok, AutoencoderSoftVQ
+
+    return {c.__name__: c for c in (AutoencoderMAETok, AutoencoderSoftVQ)}
+
+
+def is_tokenizer_snapshot(path: Union[str, os.PathLike]) -> bool:
+    """True for a folder written by continuous_tokenizer's ``PyTorchModelHubMixin`` (``ModelArgs`` config.json)."""
+    import json
+
+    from ..conversion.tokenizer_layouts import is_tokenizer_config
+
+    config = Path(path) / "config.json"
+    if not config.is_file():
+        return False
+    try:
+        return is_tokenizer_config(json.loads(config.read_text()))
+    except ValueError:
+        return False
+
+
+def build_tokenizer(conversion, torch_dtype: Optional[torch.dtype] = None, source: str = "checkpoint"):
+    """Construct the tokenizer a :class:`~diffusers_mdiffae.conversion.tokenizer_layouts.TokenizerConversion`
+    describes and fill it strictly: every missing, unexpected, mis-shaped or non-finite tensor is
+    reported by name, together with the checks of the dropped (unused) tensors."""
+    from accelerate import init_empty_weights
+
+    from ..conversion.convert import MatchReport
+
+    cls = tokenizer_classes()[conversion.class_name]
+    try:
+        validate_config(cls, conversion.config, source=f"{source} config")
+        with init_empty_weights(include_buffers=False):
+            model = cls(**conversion.config)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{source}: config describes a model this package cannot build: {e}") from None
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    converted, report = match_state_dict(conversion.state_dict, expected, conversion.key_rules)
+    unused = conversion.report
+    report = MatchReport(
+        unexpected=report.unexpected,
+        missing=report.missing + unused.missing,
+        mismatched=report.mismatched + unused.mismatched,
+        nonfinite=report.nonfinite + unused.nonfinite,
+    )
+    if not report.ok or conversion.notes:
+        notes = "".join(f"\n  {n}" for n in conversion.notes)
+        raise CheckpointError(
+            f"{source} does not match {conversion.class_name}({conversion.config}):\n{report.format()}{notes}"
+        )
+    model.load_state_dict(converted, strict=True, assign=True)
+    # nn.Module.to: diffusers' ModelMixin.to warns on every dtype cast
+    model = torch.nn.Module.to(model, torch.float32 if torch_dtype is None else torch_dtype)
+    return model.eval()
+
+
+def convert_tokenizer_snapshot(
+    snapshot_dir: Union[str, os.PathLike],
+    kind: str,
+    vit_overrides: Optional[Dict] = None,
+    torch_dtype: Optional[torch.dtype] = None,
+):
+    """Load a continuous_tokenizer folder (``config.json`` + ``model.safetensors``) as our ``kind`` model, strictly."""
+    from ..conversion.convert import find_weights, load_safetensors, read_original_config
+    from ..conversion.tokenizer_layouts import convert_tokenizer
+
+    snapshot = Path(snapshot_dir)
+    if not snapshot.is_dir():
+        raise CheckpointError(f"{snapshot} is not a directory")
+    config = read_original_config(snapshot)
+    state_dict = load_safetensors(find_weights(snapshot))
+    try:
+        conversion = convert_tokenizer(config, state_dict, kind, vit_overrides)
+    except CheckpointError as e:
+        raise CheckpointError(f"{snapshot}: {e}") from None
+    return build_tokenizer(conversion, torch_dtype, source=f"{snapshot} (continuous_tokenizer {kind} layout)")
