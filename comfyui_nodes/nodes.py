@@ -29,17 +29,22 @@ import diffusers_mdiffae
 from diffusers_mdiffae.comfy_bridge import (
     SAMPLER_NAMES,
     SCHEDULE_NAMES,
+    TOKENIZER_KINDS,
     ComfyMDiffAEModule,
+    ComfyTokenizerModule,
     InputSpec,
     NotAnMDiffAECheckpoint,
+    NotATokenizerCheckpoint,
     check_values,
     describe_checkpoint,
     image_to_model,
     load_any,
+    load_tokenizer,
+    tokenizer_class_name,
 )
 from diffusers_mdiffae.latent_pca import latent_pca_rgb
 
-from .vae import MDiffAEVAE
+from .vae import MDiffAEVAE, TokenizerVAE
 
 CATEGORY = "latent/mdiffae"
 DEMO_CHOICE = "(bundled demo checkpoint)"
@@ -47,13 +52,24 @@ FOLDERS = ("mdiffae", "vae")
 DTYPES = {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 SEED_MAX = 0xFFFFFFFFFFFFFFFF
 WEIGHT_SUFFIXES = (".safetensors", ".sft")
+TOKENIZER_FOLDER = "tokenizers"
+TOKENIZER_SUFFIXES = WEIGHT_SUFFIXES + (".pth", ".pt")
 
 
 def register_model_folder() -> None:
-    """Add ``models/mdiffae`` (single .safetensors files, or diffusers/snapshot folders inside it)."""
-    if "mdiffae" not in folder_paths.folder_names_and_paths:
-        path = os.path.join(folder_paths.models_dir, "mdiffae")
-        folder_paths.folder_names_and_paths["mdiffae"] = ([path], set(WEIGHT_SUFFIXES))
+    """Add ``models/mdiffae`` (single .safetensors files, or diffusers/snapshot folders inside it) and
+    ``models/tokenizers`` (MAETok / SoftVQ-VAE folders, LDMAE VMAE ``.pth`` files)."""
+    for name, suffixes in (("mdiffae", WEIGHT_SUFFIXES), (TOKENIZER_FOLDER, TOKENIZER_SUFFIXES)):
+        if name not in folder_paths.folder_names_and_paths:
+            path = os.path.join(folder_paths.models_dir, name)
+            folder_paths.folder_names_and_paths[name] = ([path], set(suffixes))
+
+
+def tokenizer_choices() -> List[str]:
+    """Weights files under ``models/tokenizers`` (a folder's weights file stands for its folder)."""
+    register_model_folder()
+    names = folder_paths.get_filename_list(TOKENIZER_FOLDER)
+    return [n for n in names if n.endswith(TOKENIZER_SUFFIXES)]
 
 
 def checkpoint_choices() -> List[str]:
@@ -194,6 +210,53 @@ class MDiffAELoader(io.ComfyNode):
         model = load_any(path, torch_dtype=vae_dtype or torch.float32)
         module = ComfyMDiffAEModule(model, steps=steps, pdg_strength=pdg_strength, seed=seed % (2**63))
         return io.NodeOutput(MDiffAEVAE(module, dtype=vae_dtype))
+
+
+class MDiffAETokenizerLoader(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        choices = tokenizer_choices()
+        return io.Schema(
+            node_id="MDiffAETokenizerLoader",
+            display_name="Load Tokenizer (MAETok / SoftVQ-VAE / VMAE)",
+            category="latent/tokenizers",
+            description="Load MAETok or SoftVQ-VAE (1-D latent tokens) or LDMAE's VMAE (a spatial latent) from "
+            "models/tokenizers as a VAE for the stock VAE Encode / VAE Decode nodes. MAETok and SoftVQ-VAE: "
+            "an original repository folder (config.json + model.safetensors) or a save_pretrained folder. "
+            "VMAE: the original .pth (read without running any pickled code) or a save_pretrained folder. "
+            "Images must be the model's size (256x256 for the published ones); tiled nodes are refused.",
+            inputs=[
+                io.Combo.Input("checkpoint", options=choices, default=choices[0] if choices else None),
+                io.Combo.Input(
+                    "kind",
+                    options=list(TOKENIZER_KINDS),
+                    default="auto",
+                    tooltip="auto: from the folder's config and tensors (quantize.* = SoftVQ-VAE; .pth = VMAE)",
+                ),
+                io.Combo.Input(
+                    "dtype", options=list(DTYPES), default="auto", tooltip="auto: ComfyUI's choice for VAEs"
+                ),
+            ],
+            outputs=[io.Vae.Output()],
+        )
+
+    @classmethod
+    def validate_inputs(cls, checkpoint=None, kind=None, dtype=None):
+        problem = input_problems(cls, checkpoint=checkpoint, kind=kind, dtype=dtype)
+        if problem is None and checkpoint is not None and kind is not None:
+            try:
+                tokenizer_class_name(folder_paths.get_full_path_or_raise(TOKENIZER_FOLDER, checkpoint), kind)
+            except (NotATokenizerCheckpoint, OSError, ValueError) as e:
+                problem = str(e)
+        return validation_result(problem)
+
+    @classmethod
+    def execute(cls, checkpoint, kind, dtype) -> io.NodeOutput:
+        require_valid(cls, checkpoint=checkpoint, kind=kind, dtype=dtype)
+        path = folder_paths.get_full_path_or_raise(TOKENIZER_FOLDER, checkpoint)
+        vae_dtype = DTYPES[dtype]
+        model = load_tokenizer(path, kind, torch_dtype=vae_dtype or torch.float32)
+        return io.NodeOutput(TokenizerVAE(ComfyTokenizerModule(model), dtype=vae_dtype))
 
 
 class MDiffAEEncode(io.ComfyNode):
@@ -369,7 +432,7 @@ class MDiffAEEmptyLatent(io.ComfyNode):
         return io.NodeOutput({"samples": z})
 
 
-NODES = [MDiffAELoader, MDiffAEEncode, MDiffAEDecode, MDiffAELatentPreview, MDiffAEEmptyLatent]
+NODES = [MDiffAELoader, MDiffAEEncode, MDiffAEDecode, MDiffAELatentPreview, MDiffAEEmptyLatent, MDiffAETokenizerLoader]
 
 
 class MDiffAEExtension(ComfyExtension):

@@ -288,3 +288,166 @@ def load_any(path: Union[str, os.PathLike], torch_dtype: Optional[torch.dtype] =
         return model_classes()[cls_name].from_pretrained(folder, torch_dtype=torch_dtype)
     except CheckpointError as e:
         raise NotAnMDiffAECheckpoint(str(e)) from None
+
+
+# -- the other tokenizers: MAETok, SoftVQ-VAE (1-D tokens) and LDMAE's VMAE (spatial) ----------
+
+TOKENIZER_CLASSES = ("AutoencoderMAETok", "AutoencoderSoftVQ", "AutoencoderVMAE")
+TOKENIZER_KINDS = {
+    "auto": None,
+    "maetok": "AutoencoderMAETok",
+    "softvq": "AutoencoderSoftVQ",
+    "vmae": "AutoencoderVMAE",
+}
+
+
+class NotATokenizerCheckpoint(ValueError):
+    """The chosen file is not a MAETok, SoftVQ-VAE or VMAE checkpoint in a form this package reads."""
+
+
+def _tokenizer_class(name: str):
+    import diffusers_mdiffae
+
+    return getattr(diffusers_mdiffae, name)
+
+
+def tokenizer_class_name(path: Union[str, os.PathLike], kind: str = "auto") -> str:
+    """Which tokenizer class loads ``path``, from its config or its tensor names (nothing is built).
+
+    ``path`` is a ``.pth``/``.pt`` (LDMAE VMAE), or a folder (or its weights file) with a
+    ``config.json``: ours (``_class_name``) or an original ``PyTorchModelHubMixin`` one, where a
+    ``quantize.*`` tensor tells SoftVQ-VAE from MAETok. ``kind`` (a key of :data:`TOKENIZER_KINDS`)
+    forces the class.
+    """
+    from safetensors import safe_open
+
+    if kind not in TOKENIZER_KINDS:
+        raise NotATokenizerCheckpoint(f"kind {kind!r} is not one of {', '.join(TOKENIZER_KINDS)}")
+    p = Path(path)
+    if p.is_file() and p.suffix.lower() in (".pth", ".pt"):
+        found = "AutoencoderVMAE"
+    else:
+        folder = _tokenizer_folder(p)
+        try:
+            data = json.loads((folder / "config.json").read_text())
+        except (OSError, ValueError):
+            raise NotATokenizerCheckpoint(
+                f"{p.name} is not a tokenizer checkpoint: expected an LDMAE .pth file or a folder with config.json "
+                "and model.safetensors (an original MAETok/SoftVQ-VAE repository, or save_pretrained's layout)"
+            ) from None
+        found = data.get("_class_name") if isinstance(data, dict) else None
+        if found is None:
+            weights = sorted(folder.glob("*.safetensors"))
+            if len(weights) != 1:
+                raise NotATokenizerCheckpoint(
+                    f"{folder.name}: expected one .safetensors file next to config.json, found {len(weights)}"
+                )
+            try:
+                with safe_open(str(weights[0]), framework="pt") as f:
+                    quantized = any(k.startswith("quantize.") for k in f.keys())  # noqa: SIM118
+            except Exception as e:  # a broken header: say which file
+                raise NotATokenizerCheckpoint(f"{weights[0].name}: not a readable safetensors file ({e})") from None
+            found = "AutoencoderSoftVQ" if quantized else "AutoencoderMAETok"
+    if found not in TOKENIZER_CLASSES:
+        raise NotATokenizerCheckpoint(
+            f"{p.name} is not a MAETok, SoftVQ-VAE or VMAE checkpoint: its config describes {found} "
+            "(use the MDiffAE Loader for the mDiffAE family, the stock Load VAE node for others)"
+        )
+    forced = TOKENIZER_KINDS[kind]
+    return forced or found
+
+
+def _tokenizer_folder(p: Path) -> Path:
+    """The model folder of ``p``: itself, or the folder of a weights file; a weights file linked into
+    ComfyUI's model folder (as ComfyUI users and tools do) stands for the folder it really lives in."""
+    if p.is_dir():
+        return p
+    if not (p.parent / "config.json").is_file() and p.is_symlink():
+        return p.resolve().parent
+    return p.parent
+
+
+def load_tokenizer(path: Union[str, os.PathLike], kind: str = "auto", torch_dtype: Optional[torch.dtype] = None):
+    """Load a MAETok / SoftVQ-VAE / VMAE checkpoint strictly (see :func:`tokenizer_class_name`)."""
+    from .conversion.layouts import CheckpointError
+
+    p = Path(path)
+    name = tokenizer_class_name(p, kind)
+    target = p if p.suffix.lower() in (".pth", ".pt") else _tokenizer_folder(p)
+    try:
+        return _tokenizer_class(name).from_pretrained(str(target), torch_dtype=torch_dtype)
+    except (CheckpointError, ValueError, OSError) as e:
+        raise NotATokenizerCheckpoint(f"{p.name}: cannot load as {name}: {e}") from None
+
+
+class ComfyTokenizerModule(nn.Module):
+    """``first_stage_model`` for ComfyUI around MAETok / SoftVQ-VAE / VMAE: tensors in and out.
+
+    1-D tokens ``[B, L, d]`` travel through ComfyUI channels-first, ``[B, d, L]``, the layout of its
+    other 1-D latents; VMAE latents stay ``[B, C, h, w]`` (the posterior mean). Images must be the
+    model's fixed size: anything else is refused with the size to resize to.
+    """
+
+    def __init__(self, vae: nn.Module):
+        super().__init__()
+        self.vae = vae.eval()
+
+    @property
+    def tokens(self) -> bool:
+        """True for 1-D latent tokens (MAETok, SoftVQ-VAE), False for VMAE's spatial latent."""
+        return "num_latent_tokens" in self.vae.config
+
+    @property
+    def image_size(self) -> int:
+        c = self.vae.config
+        return int(c["image_size"] if "image_size" in c else c["img_size"])
+
+    @property
+    def latent_channels(self) -> int:
+        c = self.vae.config
+        return int(c["codebook_embed_dim"] if self.tokens else c["latent_dim"])
+
+    @property
+    def downscale(self) -> int:
+        """Pixels per latent cell along a side (VMAE); for tokens, the image side (one whole-image latent)."""
+        return self.image_size if self.tokens else int(self.vae.config["patch_size"])
+
+    @property
+    def family(self) -> str:
+        return type(self.vae).__name__
+
+    def check_image(self, x: torch.Tensor) -> None:
+        s = self.image_size
+        if x.ndim != 4 or tuple(x.shape[-2:]) != (s, s):
+            got = "x".join(str(v) for v in x.shape[-1:-3:-1]) if x.ndim >= 2 else str(tuple(x.shape))
+            raise ValueError(
+                f"image is {got}; {self.family} takes {s}x{s} images only (its positions are learned for that "
+                f"size): resize or crop to {s}x{s} first, e.g. with ImageScale"
+            )
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, 3, S, S]`` in [-1, 1] -> ``[B, d, L]`` tokens, or ``[B, C, S/p, S/p]`` (VMAE)."""
+        self.check_image(x)
+        z = self.vae.encode(x.to(self.vae.dtype)).latent_dist.mode()
+        return z.transpose(1, 2) if self.tokens else z
+
+    def decode(self, z: torch.Tensor, **_ignored) -> torch.Tensor:
+        """Latents as :meth:`encode` gives them -> ``[B, 3, S, S]`` in about [-1, 1]."""
+        want = "[B, d, L] tokens" if self.tokens else "[B, C, h, w]"
+        if z.ndim != (3 if self.tokens else 4) or z.shape[1] != self.latent_channels:
+            raise ValueError(
+                f"latent has shape {tuple(z.shape)}; {self.family} decodes {want} latents with "
+                f"{self.latent_channels} channels (from VAE Encode with this VAE)"
+            )
+        z = z.to(self.vae.dtype)
+        return self.vae.decode(z.transpose(1, 2) if self.tokens else z).sample
+
+    def memory(self, batch: int, dtype: torch.dtype) -> int:
+        """Bytes one encode or decode of ``batch`` images may need: both ViTs' widest activations, generously."""
+        c = self.vae.config
+        widths = [c[k] for k in ("encoder_embed_dim", "decoder_embed_dim", "embed_dim") if k in c]
+        p = c["enc_patch_size"] if "enc_patch_size" in c else c["patch_size"]
+        n = (self.image_size // p) ** 2 + int(c.get("num_latent_tokens", 0))
+        heads = max(c[k] for k in ("encoder_num_heads", "decoder_num_heads", "num_heads") if k in c)
+        per_token = int(max(widths) * c["mlp_ratio"]) * _ACTIVATION_FACTOR + 6 * p * p * 3 + heads * n  # + scores
+        return int(batch * n * per_token * _dtype_size(dtype))

@@ -68,6 +68,7 @@ def test_schemas_are_prefixed_and_typed(comfy):
         "MDiffAEDecode",
         "MDiffAELatentPreview",
         "MDiffAEEmptyLatent",
+        "MDiffAETokenizerLoader",
     }
     loader = schemas["MDiffAELoader"]
     assert [i.id for i in loader.inputs] == ["checkpoint", "steps", "pdg_strength", "seed", "dtype"]
@@ -87,7 +88,7 @@ def test_schemas_are_prefixed_and_typed(comfy):
 
 def test_entrypoint_lists_the_nodes(comfy):
     ext = asyncio.run(comfy.nodes.comfy_entrypoint())
-    assert len(asyncio.run(ext.get_node_list())) == 5
+    assert len(asyncio.run(ext.get_node_list())) == 6
 
 
 def test_repository_root_is_a_loadable_custom_node_package(comfy):

@@ -41,7 +41,7 @@ CORE = {"cnr_id": "comfy-core", "ver": "0.3.64"}
 WIDGET_KINDS = ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")
 EXTRA_VALUES = {"control": "fixed", "upload": "image"}  # what follows a widget with a frontend-only companion
 # Combos whose choices are files found at run time (not comparable between installations).
-FILE_COMBOS = {("LoadImage", "image"), ("MDiffAELoader", "checkpoint")}
+FILE_COMBOS = {("LoadImage", "image"), ("MDiffAELoader", "checkpoint"), ("MDiffAETokenizerLoader", "checkpoint")}
 IMAGE_NODES = {"LoadImage", "SaveImage", "PreviewImage"}
 
 
@@ -414,6 +414,39 @@ def family_check(checkpoint: str, prefix: str, image: str = SAMPLE) -> dict:
     return g.to_json()
 
 
+# The other tokenizers, under the names their published weights have once downloaded into
+# models/tokenizers (the MAETok / SoftVQ-VAE repositories as folders, LDMAE's VMAE as its .pth).
+TOKENIZER_CHECKPOINTS = {
+    "maetok": "maetok-b-128/model.safetensors",
+    "softvq": "softvq-bl-64/model.safetensors",
+    "vmae": "vmaef8d16.pth",
+}
+TOKENIZER_SIZE = 256  # every published one takes 256x256 images only
+
+
+def tokenizer_roundtrip(kind: str, checkpoint: Optional[str] = None) -> dict:
+    """LoadImage -> ImageScale (256x256, centre crop) -> Load Tokenizer -> stock VAE Encode/Decode -> SaveImage."""
+    g = Graph()
+    img = g.add("LoadImage", (x_of(0), 20), image=SAMPLE)
+    vae = g.add(
+        "MDiffAETokenizerLoader", (x_of(0), g.below(img)), checkpoint=checkpoint or TOKENIZER_CHECKPOINTS[kind]
+    )
+    scale = g.add(
+        "ImageScale",
+        (x_of(1), 20),
+        upscale_method="bicubic",
+        width=TOKENIZER_SIZE,
+        height=TOKENIZER_SIZE,
+        crop="center",
+    )
+    enc = g.add("VAEEncode", (x_of(1), g.below(scale)))
+    dec = g.add("VAEDecode", (x_of(2), 20))
+    save = g.add("SaveImage", (x_of(3), 20), filename_prefix=f"{kind}_roundtrip")
+    g.link(img, 0, scale, "image"), g.link(scale, 0, enc, "pixels"), g.link(vae, 0, enc, "vae")
+    g.link(enc, 0, dec, "samples"), g.link(vae, 0, dec, "vae"), g.link(dec, 0, save, "images")
+    return g.to_json()
+
+
 def to_api(ui: dict) -> dict:
     """The API-format prompt (what ``POST /prompt`` executes) of a UI graph built here."""
     links = {link[0]: link for link in ui["links"]}
@@ -441,6 +474,10 @@ WORKFLOWS = {
     "mdiffae_roundtrip_stock_nodes.json": roundtrip_stock,
     "mdiffae_decode_steps_pdg.json": steps_and_pdg,
     "mdiffae_tiled_highres.json": tiled_highres,
+    **{
+        f"tokenizer_{kind}_roundtrip.json": functools.partial(tokenizer_roundtrip, kind)
+        for kind in TOKENIZER_CHECKPOINTS
+    },
 }
 
 

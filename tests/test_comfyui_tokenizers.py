@@ -1,0 +1,158 @@
+"""The tokenizer loader node (MAETok, SoftVQ-VAE, VMAE) against the stand-in ComfyUI (no ComfyUI needed)."""
+
+import importlib
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from fixtures import fake_comfy
+from fixtures.models import TOKENIZER_SIZE, TOKENIZERS, make_tiny, make_tiny_tokenizer, place_tokenizers
+
+ROOT = Path(__file__).resolve().parents[1]
+S = TOKENIZER_SIZE
+
+
+@pytest.fixture(scope="module")
+def placed(tmp_path_factory):
+    models = tmp_path_factory.mktemp("models")
+    return models, place_tokenizers(models)
+
+
+@pytest.fixture
+def comfy(placed):
+    models, paths = placed
+    state = fake_comfy.install(models, batch_chunk=1)
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    state.nodes = importlib.import_module("comfyui_nodes.nodes")
+    state.paths = paths
+    state.root = models / "tokenizers"
+    yield state
+    fake_comfy.uninstall(state)
+
+
+def choice(comfy, kind):
+    return str(comfy.paths[kind].relative_to(comfy.root))
+
+
+def load(comfy, kind, pick="auto"):
+    return comfy.nodes.MDiffAETokenizerLoader.execute(choice(comfy, kind), pick, "auto").args[0]
+
+
+def pixels(b=2, size=S, seed=0):
+    return torch.rand(b, size, size, 3, generator=torch.Generator().manual_seed(seed))
+
+
+def test_loader_lists_every_tokenizer_and_its_schema(comfy):
+    schema = comfy.nodes.MDiffAETokenizerLoader.define_schema()
+    assert schema.node_id == "MDiffAETokenizerLoader" and [o.io_type for o in schema.outputs] == ["VAE"]
+    listed = schema.inputs[0].options
+    assert sorted(listed) == sorted(choice(comfy, k) for k in TOKENIZERS)
+    assert [i.id for i in schema.inputs] == ["checkpoint", "kind", "dtype"]
+
+
+@pytest.mark.parametrize("kind", list(TOKENIZERS))
+def test_stock_encode_and_decode_equal_the_model(comfy, kind):
+    vae = load(comfy, kind)
+    model = make_tiny_tokenizer(kind)
+    x = pixels()
+    z = vae.encode(x)
+    ref = model.encode(x.movedim(-1, 1) * 2 - 1).latent_dist.mode()
+    if kind == "vmae":
+        assert z.shape == (2, 4, S // 8, S // 8)
+        assert torch.allclose(z, ref, atol=1e-5)
+    else:  # 1-D tokens travel channels-first, [B, d, L]
+        assert z.shape == (2, 4, 8)
+        assert torch.allclose(z, ref.transpose(1, 2), atol=1e-5)
+    image = vae.decode(z)
+    want = model.decode(ref).sample
+    assert image.shape == (2, S, S, 3)
+    assert torch.allclose(image, ((want + 1) / 2).clamp(0, 1).movedim(1, -1), atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", list(TOKENIZERS))
+def test_tiled_encode_and_decode_are_refused_with_a_sentence(comfy, kind):
+    vae = load(comfy, kind)
+    z = vae.encode(pixels(1))
+    for call in (lambda: vae.decode_tiled(z, tile_x=64, tile_y=64, overlap=16), lambda: vae.encode_tiled(pixels(1))):
+        with pytest.raises(ValueError, match="cannot encode or decode in tiles.*plain VAE Encode / VAE Decode"):
+            call()
+
+
+@pytest.mark.parametrize("kind", ["maetok", "vmae"])
+def test_a_wrong_image_size_names_the_size_to_resize_to(comfy, kind):
+    vae = load(comfy, kind)
+    with pytest.raises(ValueError, match=rf"image is 128x128.*takes {S}x{S}.*ImageScale"):
+        vae.encode(pixels(1, size=128))
+
+
+def test_a_latent_of_another_model_is_refused(comfy):
+    vae = load(comfy, "maetok")
+    with pytest.raises(ValueError, match=r"decodes \[B, d, L\] tokens latents with 4 channels"):
+        vae.decode(torch.zeros(1, 64, 4, 4))
+
+
+def test_kind_forces_the_class_and_a_wrong_one_is_refused_by_tensor(comfy):
+    assert type(load(comfy, "softvq", "softvq").first_stage_model.vae).__name__ == "AutoencoderSoftVQ"
+    with pytest.raises(ValueError, match="AutoencoderMAETok"):
+        load(comfy, "softvq", "maetok")
+
+
+def test_validation_refuses_an_mdiffae_folder_and_names_the_right_loader(comfy):
+    folder = comfy.root / "not_a_tokenizer"
+    make_tiny().save_pretrained(folder)
+    try:
+        problem = comfy.nodes.MDiffAETokenizerLoader.validate_inputs(
+            checkpoint="not_a_tokenizer/diffusion_pytorch_model.safetensors", kind="auto", dtype="auto"
+        )
+        assert "AutoencoderMDiffAE" in problem and "MDiffAE Loader" in problem
+    finally:
+        import shutil
+
+        shutil.rmtree(folder)
+
+
+def test_an_original_folder_is_told_apart_by_its_quantizer_tensors(tmp_path):
+    import json
+
+    from safetensors.torch import save_file
+
+    from diffusers_mdiffae.comfy_bridge import tokenizer_class_name
+
+    for name, keys, want in (
+        ("a", ["quantize.embedding.weight"], "AutoencoderSoftVQ"),
+        ("b", [], "AutoencoderMAETok"),
+    ):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "config.json").write_text(json.dumps({"image_size": 256, "enc_type": "vit"}))
+        save_file({k: torch.zeros(1) for k in ["encoder.x", *keys]}, str(folder / "model.safetensors"))
+        assert tokenizer_class_name(folder / "model.safetensors") == want
+
+
+def test_a_weights_file_linked_in_alone_loads_its_real_folder(tmp_path, placed):
+    from diffusers_mdiffae.comfy_bridge import load_tokenizer
+
+    link = tmp_path / "linked.safetensors"
+    link.symlink_to(placed[1]["maetok"])
+    assert type(load_tokenizer(link)).__name__ == "AutoencoderMAETok"
+
+
+def test_a_pickle_that_would_run_code_is_refused_and_does_not_run(comfy, tmp_path):
+    import os
+
+    marker = tmp_path / "ran"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    evil = comfy.root / "evil.pth"
+    torch.save({"model": Evil()}, evil)
+    try:
+        with pytest.raises(ValueError, match="evil.pth"):
+            comfy.nodes.MDiffAETokenizerLoader.execute("evil.pth", "auto", "auto")
+        assert not marker.exists()
+    finally:
+        evil.unlink()
