@@ -49,6 +49,9 @@ WORKFLOWS_DIR = Path(os.environ.get("MDIFFAE_WORKFLOWS_DIR") or ROOT / "workflow
 WORKFLOW_FILES = sorted(WORKFLOWS_DIR.glob("*.json"))
 OUTPUT_NODES = ("SaveImage", "PreviewImage")
 MIN_ROUND_TRIP_PSNR = 20.0
+# Workflows run here on tiny random-weight stand-ins (no published weights offline): their PSNR is
+# recorded, not required.
+RANDOM_WEIGHT_STEMS = ("tokenizer_",)
 WINDOW = (1600, 1000)
 # Chromium on a machine without a network: no background traffic, no GPU, no sandbox (root), and
 # every host name but the loopback server's fails at once instead of being looked up.
@@ -177,6 +180,9 @@ def artifacts(request, tmp_path_factory):
 def comfy(tmp_path_factory):
     base = tmp_path_factory.mktemp("comfy_browser")
     (base / "input").mkdir()
+    from fixtures.models import place_tokenizers
+
+    place_tokenizers(base / "models")  # tiny random-weight stand-ins under the tokenizer workflows' names
     # What a fresh install has in input/, nothing of ours.
     shutil.copy(comfyui_dir() / "input" / "example.png", base / "input" / "example.png")
     with comfyui_server(base) as server:
@@ -367,7 +373,7 @@ def check_outputs(comfy, prompt: dict, entry: dict, artifacts: Path, stem: str, 
             if source is not None:
                 value, note = round_trip_psnr(comfy, prompt, source, f)
                 summary["psnr_db"][img["filename"]] = f"{value:.2f}{note}" if note else round(value, 2)
-                if value < MIN_ROUND_TRIP_PSNR:
+                if value < MIN_ROUND_TRIP_PSNR and not stem.startswith(RANDOM_WEIGHT_STEMS):
                     problems.append(
                         f"output node {node_id}: round trip {img['filename']} is {value:.2f} dB "
                         f"from its input, below {MIN_ROUND_TRIP_PSNR} dB"

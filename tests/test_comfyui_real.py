@@ -84,6 +84,9 @@ def server(tmp_path_factory):
 
     (base / "models" / "vae").mkdir(parents=True)
     save_file({"decoder.conv_in.weight": torch.zeros(4, 4, 3, 3)}, base / "models" / "vae" / "sd_vae.safetensors")
+    from fixtures.models import place_tokenizers
+
+    place_tokenizers(base / "models")  # tiny stand-ins under the workflows' names
     cases = write_family_cases(tmp_path_factory.mktemp("family_cases"))
     (base / "models" / "mdiffae").mkdir(parents=True)
     for f in cases:
@@ -171,6 +174,33 @@ def test_workflow_runs(server, name, size, count):
     assert len(files) == count
     for f in files:
         assert Image.open(f).size == size
+
+
+@pytest.mark.parametrize("kind", ["maetok", "softvq", "vmae"])
+def test_tokenizer_workflow_runs_through_the_stock_vae_nodes(server, kind):
+    from PIL import Image
+
+    bw = workflows()
+    flow = json.loads((ROOT / "workflows" / f"tokenizer_{kind}_roundtrip.json").read_text())
+    entry = run_prompt(server, bw.to_api(flow))
+    assert entry.get("status", {}).get("status_str") == "success", json.dumps(entry)[:3000]
+    files = server.output_files(entry)
+    assert [Image.open(f).size for f in files] == [(256, 256)]
+
+
+@pytest.mark.parametrize("kind", ["maetok", "vmae"])
+def test_tiled_decode_of_a_tokenizer_is_an_error_naming_the_plain_nodes(server, kind):
+    bw = workflows()
+    prompt = bw.to_api(json.loads((ROOT / "workflows" / f"tokenizer_{kind}_roundtrip.json").read_text()))
+    for node in prompt.values():
+        if node["class_type"] == "VAEDecode":
+            node["class_type"] = "VAEDecodeTiled"
+            node["inputs"].update(tile_size=512, overlap=64, temporal_size=64, temporal_overlap=8)
+    entry = run_prompt(server, prompt)
+    assert entry.get("status", {}).get("status_str") == "error"
+    text = json.dumps(entry)
+    assert "cannot encode or decode in tiles" in text and "plain VAE Encode / VAE Decode" in text
+    assert not server.output_files(entry)
 
 
 PARTIAL_LOAD_SCRIPT = r"""
