@@ -391,3 +391,23 @@ def test_fresh_model_runs_and_supports_gradient_checkpointing():
     assert plain.keys() == checkpointed.keys()
     assert all(torch.allclose(plain[k], checkpointed[k], atol=1e-6) for k in plain)
     assert model.encode(x).latent.shape == (2, 4, 4)
+
+
+def test_pipelines_get_the_original_normalisation_as_scaling_and_shift(tmp_path):
+    from diffusers_mdiffae import AutoencoderSoftVQ
+
+    small = {"encoder_embed_dim": 32, "encoder_depth": 1, "encoder_num_heads": 2}
+    small.update(decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=2)
+    model = AutoencoderSoftVQ(**small)  # the published softvq-bl-64 statistics by default
+    assert model.config.scaling_factor == pytest.approx(1 / 0.07157949)
+    assert model.config.shift_factor == pytest.approx(-0.00077168207)
+    z = torch.randn(2, 64, 32)
+    pipeline_side = (z - model.config.shift_factor) * model.config.scaling_factor
+    assert torch.allclose(pipeline_side, model.normalize_latents(z), atol=1e-5)
+    model.save_pretrained(tmp_path)
+    again = AutoencoderSoftVQ.from_pretrained(tmp_path)
+    assert (again.config.scaling_factor, again.config.shift_factor) == (
+        model.config.scaling_factor,
+        model.config.shift_factor,
+    )
+    assert AutoencoderSoftVQ(**small, scaling_factor=2.0).config.scaling_factor == 2.0

@@ -91,3 +91,19 @@ def test_img2img_style_latent_retrieval_works():
         z = retrieve_latents(vae.encode(x), generator=torch.Generator().manual_seed(0))
         z_argmax = retrieve_latents(vae.encode(x), sample_mode="argmax")
     assert z.shape == (1, 64, 2, 2) and torch.equal(z, z_argmax)
+
+
+@pytest.mark.parametrize("kind", ["maetok", "softvq"])
+def test_a_pipeline_with_a_1d_token_tokenizer_refuses_with_a_sentence(kind):
+    """A spatial pipeline's latents reach a 1-D tokenizer's decode: a sentence, not a garbage image."""
+    from fixtures.models import make_tiny_tokenizer
+
+    vae = make_tiny_tokenizer(kind)
+    pipe = DiTPipeline(
+        transformer=tiny_dit(latent_channels=vae.config.codebook_embed_dim),
+        vae=vae,
+        scheduler=DDIMScheduler(timestep_spacing="trailing"),
+        id2label={0: "zero", 1: "one"},
+    )
+    with pytest.raises(ValueError, match=r"rank 3 .*1-D tokens"):
+        run(pipe)

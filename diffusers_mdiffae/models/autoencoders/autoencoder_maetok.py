@@ -158,6 +158,12 @@ class LatentTokenAutoencoder(ModelMixin, AutoencoderMixin, ConfigMixin):
         )
         self.use_slicing = False
         self.use_tiling = False
+        # diffusers' convention, latents = (z - shift_factor) * scaling_factor, is the original
+        # generators' (z - vq_mean) / vq_std; pipelines read both from the config.
+        self.register_to_config(
+            scaling_factor=1.0 / args["vq_std"] if args["scaling_factor"] is None else args["scaling_factor"],
+            shift_factor=args["vq_mean"] if args["shift_factor"] is None else args["shift_factor"],
+        )
 
     # -- bottleneck ---------------------------------------------------------------------------
 
@@ -339,6 +345,8 @@ class AutoencoderMAETok(LatentTokenAutoencoder):
         rope_theta: base of the initial RoPE frequencies (initialisation only; they are learned).
         vq_mean, vq_std: the token statistics the original generators normalise with; not applied
             by ``encode``/``decode`` (see :meth:`normalize_latents`).
+        scaling_factor, shift_factor: what diffusers pipelines apply (``(z - shift) * scale``);
+            None derives them from the statistics: ``1 / vq_std`` and ``vq_mean``.
     """
 
     _original_kind = "maetok"
@@ -363,10 +371,12 @@ class AutoencoderMAETok(LatentTokenAutoencoder):
         norm_eps: float = 1e-6,
         use_rope: bool = True,  # = upstream use_rope + rope_mixed; False = use_ape
         rope_theta: float = 10.0,
-        # Recorded, not applied by encode/decode (upstream leaves it to the generator scripts);
-        # not turned into scaling_factor/shift_factor, which pipelines would apply on their own.
+        # Not applied by encode/decode (upstream leaves it to the generator scripts); pipelines
+        # apply them through scaling_factor = 1 / vq_std and shift_factor = vq_mean.
         vq_mean: float = 0.0,
         vq_std: float = 1.0,
+        scaling_factor: Optional[float] = None,
+        shift_factor: Optional[float] = None,
     ):
         super().__init__()
         self._build(locals())
@@ -413,8 +423,10 @@ class AutoencoderSoftVQ(LatentTokenAutoencoder):
         norm_eps: float = 1e-6,
         use_rope: bool = False,
         rope_theta: float = 10.0,
-        vq_mean: float = -0.00077168207,  # recorded only, as in AutoencoderMAETok
+        vq_mean: float = -0.00077168207,  # as in AutoencoderMAETok
         vq_std: float = 0.07157949,
+        scaling_factor: Optional[float] = None,
+        shift_factor: Optional[float] = None,
         # Inference-only quantiser: no commitment/entropy losses, no usage statistics
         # (the published quantize.codebook_used buffer is dropped on conversion).
         codebook_size: int = 8192,
