@@ -124,5 +124,5 @@ def test_constructor_arguments_of_the_wrong_type_are_refused():
 
 def test_a_diffusers_folder_of_another_class_is_refused_by_name(tmp_path):
     make_tiny(family="semdisdiffae").save_pretrained(tmp_path)
-    with pytest.raises(ValueError, match="holds a AutoencoderSemDisDiffAE, not a AutoencoderMDiffAE"):
+    with pytest.raises(ValueError, match="holds a AutoencoderSemDisDiffAE config, not a AutoencoderMDiffAE"):
         AutoencoderMDiffAE.from_pretrained(tmp_path)

@@ -191,7 +191,7 @@ def test_own_folder_with_unknown_config_key_or_nan_weight_is_refused(models, tmp
     save_file(state, str(weights))
     with pytest.raises(ValueError, match="quant_conv.bias"):
         AutoencoderMAETok.from_pretrained(tmp_path)
-    with pytest.raises(ValueError, match="holds a AutoencoderMAETok, not a AutoencoderSoftVQ"):
+    with pytest.raises(ValueError, match="holds a AutoencoderMAETok config, not a AutoencoderSoftVQ"):
         AutoencoderSoftVQ.from_pretrained(tmp_path)
 
 

@@ -84,6 +84,38 @@ def check_loading_info(info: Dict, source, cls_name: str) -> None:
         raise ValueError(f"checkpoint {source} does not match {cls_name}(config):\n" + "\n".join(problems))
 
 
+CONFIG_KWARGS = ("subfolder", "revision", "cache_dir", "token", "local_files_only", "force_download", "proxies")
+
+
+def strict_from_pretrained(cls, load, path, kwargs: Dict, named_only: bool = False, hint: str = "", upcast=False):
+    """The strict half of every ``from_pretrained`` here, around diffusers' own loader ``load``.
+
+    Before loading: the folder's ``config.json`` must name ``cls`` (or no class, unless
+    ``named_only``; ``hint`` ends the refusal) and pass :func:`validate_config`. After:
+    :func:`check_loading_info` and :func:`nonfinite_tensors` turn what diffusers only logs into
+    errors. ``upcast`` loads in float32 and casts afterwards, so buffers the model keeps in float32
+    are not rounded by a half ``torch_dtype`` on the way in. Returns ``(model, loading info)``.
+    """
+    config = cls.load_config(path, **{k: kwargs[k] for k in CONFIG_KWARGS if kwargs.get(k) is not None})
+    name = config.get("_class_name")
+    if name != cls.__name__ and (named_only or name is not None):
+        raise ValueError(f"{path} holds a {name or 'non-diffusers'} config, not a {cls.__name__}{hint}")
+    validate_config(cls, config, source=f"{path} config.json")
+    torch_dtype = kwargs.pop("torch_dtype", None) if upcast else None
+    if torch_dtype is not None:
+        kwargs["torch_dtype"] = torch.float32
+    model, info = load(path, output_loading_info=True, **kwargs)
+    if torch_dtype is not None and torch_dtype != torch.float32:
+        model = torch.nn.Module.to(model, torch_dtype)  # diffusers 0.42 ModelMixin.to warns on every dtype cast
+    check_loading_info(info, path, cls.__name__)
+    bad = nonfinite_tensors(model)
+    if bad:
+        raise ValueError(
+            f"checkpoint {path} has NaN or infinite values in {len(bad)} tensor(s): " + ", ".join(bad[:10])
+        )
+    return model, info
+
+
 def model_classes() -> Dict[str, type]:
     from .autoencoders.autoencoder_mdiffae import AutoencoderMDiffAE
     from .autoencoders.autoencoder_semdis import AutoencoderSemDisDiffAE

@@ -291,23 +291,8 @@ class LatentTokenAutoencoder(ModelMixin, AutoencoderMixin, ConfigMixin):
                 "vit_overrides applies only to original continuous_tokenizer folders "
                 f"(ModelArgs config.json); {pretrained_model_name_or_path} is not one"
             )
-        config_kwargs = {
-            k: kwargs[k]
-            for k in ("subfolder", "revision", "cache_dir", "token", "local_files_only", "force_download", "proxies")
-            if kwargs.get(k) is not None
-        }
-        config = cls.load_config(pretrained_model_name_or_path, **config_kwargs)
-        if config.get("_class_name") not in (None, cls.__name__):
-            raise ValueError(f"{pretrained_model_name_or_path} holds a {config['_class_name']}, not a {cls.__name__}")
-        hub.validate_config(cls, config, source=f"{pretrained_model_name_or_path} config.json")
-        model, info = super().from_pretrained(pretrained_model_name_or_path, output_loading_info=True, **kwargs)
-        hub.check_loading_info(info, pretrained_model_name_or_path, cls.__name__)
-        bad = hub.nonfinite_tensors(model)
-        if bad:
-            raise ValueError(
-                f"checkpoint {pretrained_model_name_or_path} has NaN or infinite values in {len(bad)} tensor(s): "
-                + ", ".join(bad[:10])
-            )
+        load = super().from_pretrained
+        model, info = hub.strict_from_pretrained(cls, load, pretrained_model_name_or_path, kwargs)
         return (model, info) if want_info else model
 
     def save_pretrained(self, save_directory: Union[str, os.PathLike], **kwargs):

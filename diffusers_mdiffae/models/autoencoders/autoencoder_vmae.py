@@ -315,26 +315,9 @@ class AutoencoderVMAE(ModelMixin, AutoencoderMixin, ConfigMixin):
             model = load_vmae_pth(pth, torch_dtype=torch_dtype, **overrides)
             info = {"missing_keys": [], "unexpected_keys": [], "mismatched_keys": [], "error_msgs": []}
             return (model, info) if want_info else model
-        config_kwargs = {
-            k: kwargs[k]
-            for k in ("subfolder", "revision", "cache_dir", "token", "local_files_only", "force_download", "proxies")
-            if kwargs.get(k) is not None
-        }
-        config = cls.load_config(pretrained_model_name_or_path, **config_kwargs)
-        if config.get("_class_name") != cls.__name__:
-            raise ValueError(
-                f"{pretrained_model_name_or_path} holds a {config.get('_class_name') or 'non-diffusers'} config, "
-                f"not an {cls.__name__} folder (pass the original .pth file to convert one)"
-            )
-        hub.validate_config(cls, config, source=f"{pretrained_model_name_or_path} config.json")
-        model, info = super().from_pretrained(pretrained_model_name_or_path, output_loading_info=True, **kwargs)
-        hub.check_loading_info(info, pretrained_model_name_or_path, cls.__name__)
-        bad = hub.nonfinite_tensors(model)
-        if bad:
-            raise ValueError(
-                f"checkpoint {pretrained_model_name_or_path} has NaN or infinite values in {len(bad)} tensor(s): "
-                + ", ".join(bad[:10])
-            )
+        hint = " folder (pass the original .pth file to convert one)"
+        load = super().from_pretrained
+        model, info = hub.strict_from_pretrained(cls, load, pretrained_model_name_or_path, kwargs, True, hint)
         return (model, info) if want_info else model
 
     @classmethod

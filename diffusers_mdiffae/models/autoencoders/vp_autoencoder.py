@@ -330,30 +330,9 @@ class VPDiffusionAutoencoder(ModelMixin, AutoencoderMixin, ConfigMixin):
                 )
             info = {"missing_keys": [], "unexpected_keys": [], "mismatched_keys": [], "error_msgs": []}
             return (model, info) if want_info else model
-        config_kwargs = {
-            k: kwargs[k]
-            for k in ("subfolder", "revision", "cache_dir", "token", "local_files_only", "force_download", "proxies")
-            if kwargs.get(k) is not None
-        }
-        config = cls.load_config(pretrained_model_name_or_path, **config_kwargs)
-        if config.get("_class_name") not in (None, cls.__name__):
-            raise ValueError(f"{pretrained_model_name_or_path} holds a {config['_class_name']}, not a {cls.__name__}")
-        hub.validate_config(cls, config, source=f"{pretrained_model_name_or_path} config.json")
-        # Load in float32 and cast afterwards: diffusers' loader would round the float32 buffers
-        # (time frequencies, whitening statistics) to a half torch_dtype; our cast keeps them.
-        torch_dtype = kwargs.pop("torch_dtype", None)
-        if torch_dtype is not None:
-            kwargs["torch_dtype"] = torch.float32
-        model, info = super().from_pretrained(pretrained_model_name_or_path, output_loading_info=True, **kwargs)
-        if torch_dtype is not None and torch_dtype != torch.float32:
-            model = torch.nn.Module.to(model, torch_dtype)  # diffusers 0.42 ModelMixin.to warns on every dtype cast
-        hub.check_loading_info(info, pretrained_model_name_or_path, cls.__name__)
-        bad = hub.nonfinite_tensors(model)
-        if bad:
-            raise ValueError(
-                f"checkpoint {pretrained_model_name_or_path} has NaN or infinite values in {len(bad)} tensor(s): "
-                + ", ".join(bad[:10])
-            )
+        # float32 buffers (time frequencies, whitening statistics) stay float32 under a half torch_dtype
+        load = super().from_pretrained
+        model, info = hub.strict_from_pretrained(cls, load, pretrained_model_name_or_path, kwargs, upcast=True)
         model.use_channels_last()
         return (model, info) if want_info else model
 
