@@ -225,6 +225,28 @@ def test_latent_preview_and_empty_latent(comfy):
         comfy.nodes.MDiffAEEmptyLatent.execute(object(), 96, 64, 3)
 
 
+def test_encode_node_is_named_and_described_for_the_user(comfy):
+    schema = comfy.nodes.MDiffAEEncode.define_schema()
+    assert (schema.node_id, schema.display_name, schema.category) == (
+        "MDiffAEEncode",
+        "MDiffAE Encode",
+        "latent/mdiffae",
+    )
+    assert schema.description == (
+        "Encode images to the model's latents (64, 96 or 128 channels at 1/16). Unlike the stock "
+        "node, sizes that are not multiples of 16 are refused instead of cropped."
+    )
+
+
+def test_loader_vae_tells_comfyui_the_memory_of_an_encode_and_a_decode(comfy):
+    vae = load_vae(comfy)
+    # the tiny model: int(32 * 2) * 6 + 6 * 16**2 * 3 = 4992 values per latent position
+    # decode: 2 latents of 3x5, doubled for PDG, float32
+    assert vae.memory_used_decode((2, 64, 3, 5), torch.float32) == 2 * 2 * 15 * 4992 * 4
+    # encode: a 40x72 image covers 3x5 patches, one pass
+    assert vae.memory_used_encode((2, 3, 40, 72), torch.bfloat16) == 2 * 15 * 4992 * 2
+
+
 def test_layout_conversions_round_trip():
     from diffusers_mdiffae.comfy_bridge import image_to_model, model_to_image
 
@@ -319,6 +341,8 @@ def test_decode_node_passes_sampler_schedule_and_strength_to_the_model(comfy):
         ("MDiffAEDecode", {"sampler": "euler"}, ["sampler 'euler' is not one of its choices: 'ddim', 'dpmpp_2m'"]),
         ("MDiffAEDecode", {"schedule": "karras"}, ["schedule 'karras' is not one of its choices: 'linear', 'cosine'"]),
         ("MDiffAEDecode", {"strength": 0.0}, ["strength must be a number from 0.01 to 1, got 0.0"]),
+        ("MDiffAEDecode", {"pdg_strength": 6}, ["pdg_strength must be a number from 0 to 5, got 6"]),
+        ("MDiffAEDecode", {"seed": -1}, ["seed must be a whole number from 0 to 18446744073709551615, got -1"]),
         (
             "MDiffAEDecode",
             {"steps": 2.5, "sampler": "x"},
@@ -326,6 +350,8 @@ def test_decode_node_passes_sampler_schedule_and_strength_to_the_model(comfy):
         ),
         ("MDiffAELatentPreview", {"upscale": 65}, ["upscale must be a whole number from 1 to 64, got 65"]),
         ("MDiffAEEmptyLatent", {"width": 8}, ["width must be a whole number from 16 to 16384, got 8"]),
+        ("MDiffAEEmptyLatent", {"height": 8}, ["height must be a whole number from 16 to 16384, got 8"]),
+        ("MDiffAEEmptyLatent", {"batch_size": 0}, ["batch_size must be a whole number from 1 to 4096, got 0"]),
     ],
 )
 def test_a_bad_value_is_refused_with_a_sentence_before_and_at_run_time(comfy, node, values, words):
