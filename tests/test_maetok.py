@@ -342,6 +342,31 @@ def test_tiling_is_refused(models):
     assert models["maetok"].use_tiling is False
 
 
+@pytest.mark.parametrize("kind, cls", [("maetok", "AutoencoderMAETok"), ("softvq", "AutoencoderSoftVQ")])
+def test_tiling_refusal_names_the_class_the_token_count_and_the_alternative(kind, cls):
+    from fixtures.models import make_tiny_tokenizer
+
+    with pytest.raises(NotImplementedError) as err:
+        make_tiny_tokenizer(kind).enable_tiling(tile_sample_min_size=64)
+    assert str(err.value) == (
+        f"{cls} cannot tile: its latents are 8 1-D tokens that each describe the whole image, so there are no "
+        "spatial tiles to encode or decode separately; use enable_slicing() to save memory on large batches, "
+        "or a smaller batch"
+    )
+
+
+def test_denormalize_latents_undoes_the_token_normalisation():
+    from fixtures.models import make_tiny_tokenizer
+
+    model = make_tiny_tokenizer("softvq")  # vq_mean -0.00077168207, vq_std 0.07157949
+    mean, std = model.config.vq_mean, model.config.vq_std
+    assert (mean, std) == (-0.00077168207, 0.07157949)
+    z = torch.tensor([[[0.0, 1.0, -2.0]]], dtype=torch.float64)
+    want = torch.tensor([[[mean, std + mean, -2 * std + mean]]], dtype=torch.float64)
+    assert torch.allclose(model.denormalize_latents(z), want, rtol=0, atol=1e-12)
+    assert torch.allclose(model.denormalize_latents(model.normalize_latents(z)), z, rtol=0, atol=1e-12)
+
+
 # -- construction -----------------------------------------------------------------------------
 
 TINY = {
