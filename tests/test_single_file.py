@@ -165,6 +165,30 @@ def test_an_sd_vae_is_refused_naming_what_is_missing(tmp_path):
 
 
 @pytest.mark.parametrize(
+    "name, hint",
+    [
+        (
+            "first_stage_model.decoder.conv_in.weight",
+            " (an SD/FLUX VAE has decoder.conv_in.weight: load it with the stock Load VAE node)",
+        ),
+        ("model.diffusion_model.input_blocks.0.0.weight", " (it holds a diffusion model, not an autoencoder)"),
+        ("diffusion_model.input_blocks.0.0.weight", " (it holds a diffusion model, not an autoencoder)"),
+        ("lora_unet_down_blocks_0.lora_up.weight", " (it holds LoRA weights)"),
+        ("unet.to_q.LoRA_A.weight", " (it holds LoRA weights)"),
+        ("encoder.blocks.0.weight", ""),
+    ],
+)
+def test_a_foreign_file_is_refused_saying_what_it_probably_is(tmp_path, name, hint):
+    path = tmp_path / "other.safetensors"
+    save_file({name: torch.zeros(2, 2), "extra.bias": torch.zeros(2)}, str(path))
+    with pytest.raises(CheckpointError) as e:
+        load_single_file(path)
+    assert str(e.value) == (
+        f"other.safetensors is not an mDiffAE-family checkpoint: it has no decoder.patchify.proj.weight{hint}"
+    )
+
+
+@pytest.mark.parametrize(
     "edit, match",
     [
         (

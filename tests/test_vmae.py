@@ -328,6 +328,57 @@ def test_convert_function_writes_atomically_and_refuses_verify(pth, tmp_path, ca
     assert "--verify needs the original code" in capsys.readouterr().err
 
 
+def test_convert_function_keeps_an_existing_folder_unless_told_to_replace_it(pth, tmp_path):
+    out = convert_vmae_pth(pth, tmp_path / "o", **HEADS)
+    (out / "marker").write_text("old")
+    with pytest.raises(FileExistsError):
+        convert_vmae_pth(pth, out, **HEADS)
+    assert (out / "marker").is_file()
+    convert_vmae_pth(pth, out, overwrite=True, **HEADS)
+    assert not (out / "marker").exists() and (out / "config.json").is_file()
+
+
+def test_convert_function_applies_latent_stats_and_dtype(pth, tmp_path):
+    stats = tmp_path / "latents_stats.pt"
+    torch.save({"mean": torch.arange(4.0), "std": torch.full((4,), 0.5)}, stats)
+    out = convert_vmae_pth(pth, tmp_path / "o", torch_dtype=torch.bfloat16, latent_stats=stats, **HEADS)
+    config = json.loads((out / "config.json").read_text())
+    assert config["latents_mean"] == [0.0, 1.0, 2.0, 3.0] and config["latents_std"] == [0.5] * 4
+    with safe_open(str(out / "diffusion_pytorch_model.safetensors"), framework="pt") as f:
+        assert {f.get_slice(k).get_dtype() for k in f.keys()} == {"BF16"}  # noqa: SIM118
+
+
+def test_a_checkpoint_with_another_global_is_refused_with_the_whole_explanation(fixture, tmp_path):
+    import datetime
+
+    path = tmp_path / "dated.pth"
+    torch.save({"model": dict(fixture[0]), "args": datetime.date(2024, 1, 1)}, path)
+    with pytest.raises(CheckpointError) as info:
+        read_vmae_pth(path)
+    assert str(info.value) == (
+        f"{path}: refused to unpickle: it references ['datetime.date']. A VMAE checkpoint needs only tensors, "
+        "plain containers and argparse.Namespace; anything else could run code on this machine, so the file was "
+        "not loaded and nothing in it ran. If you trust its origin, re-save just the weights from trusted code, "
+        "e.g. torch.save(checkpoint['model'], 'weights.pth'), or convert them to safetensors"
+    )
+
+
+def test_torch_refusal_is_reduced_to_its_last_reason_without_the_allowlisting_advice():
+    from diffusers_mdiffae.conversion.vmae_pth import _torch_reason
+
+    error = pickle.UnpicklingError(
+        "Weights only load failed.\nTrying to load a legacy file.\n\n"
+        "Unsupported operand 149. Please use `torch.serialization.add_safe_globals` to allow it.\n"
+        "Re-running with weights_only=False will run arbitrary code.\n"
+    )
+    assert _torch_reason(error) == "Unsupported operand 149"
+    assert _torch_reason(pickle.UnpicklingError("Unsupported global: GLOBAL a.b and GLOBAL a.b")) == (
+        "it references ['a.b']"
+    )
+    assert _torch_reason(RuntimeError("")) == "RuntimeError"
+    assert _torch_reason(EOFError("see weights_only\n   \n")) == "EOFError"
+
+
 # -- input checks ---------------------------------------------------------------------------------
 
 
@@ -357,6 +408,18 @@ def test_bad_images_are_refused_with_the_fix(model, x, message):
 def test_bad_latents_are_refused_with_the_fix(model, z, message):
     with pytest.raises(ValueError, match=message):
         model.decode(z)
+
+
+def test_tiling_refusal_names_the_class_the_size_and_the_alternatives():
+    from fixtures.models import make_tiny_tokenizer
+
+    with pytest.raises(NotImplementedError) as err:
+        make_tiny_tokenizer("vmae").enable_tiling()
+    assert str(err.value) == (
+        "AutoencoderVMAE cannot tile: its position tables are checkpoint weights for exactly one 256x256 image, so "
+        "a tile would be encoded as if it were a whole image. Resize or centre-crop inputs to 256x256; use "
+        "enable_slicing() to bound memory for large batches."
+    )
 
 
 def test_tiling_is_refused_and_slicing_gives_the_same_result(model, fixture):
