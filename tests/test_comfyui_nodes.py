@@ -225,17 +225,26 @@ def test_latent_preview_and_empty_latent(comfy):
         comfy.nodes.MDiffAEEmptyLatent.execute(object(), 96, 64, 3)
 
 
-def test_encode_node_is_named_and_described_for_the_user(comfy):
-    schema = comfy.nodes.MDiffAEEncode.define_schema()
-    assert (schema.node_id, schema.display_name, schema.category) == (
-        "MDiffAEEncode",
-        "MDiffAE Encode",
-        "latent/mdiffae",
-    )
-    assert schema.description == (
-        "Encode images to the model's latents (64, 96 or 128 channels at 1/16). Unlike the stock "
-        "node, sizes that are not multiples of 16 are refused instead of cropped."
-    )
+@pytest.mark.parametrize(
+    "node, name, description",
+    [
+        (
+            "MDiffAEEncode",
+            "MDiffAE Encode",
+            "Encode images to the model's latents (64, 96 or 128 channels at 1/16). Unlike the stock "
+            "node, sizes that are not multiples of 16 are refused instead of cropped.",
+        ),
+        (
+            "MDiffAELatentPreview",
+            "MDiffAE Latent Preview (PCA)",
+            "Show a latent as an image: its first three principal components as R, G, B.",
+        ),
+    ],
+)
+def test_nodes_are_named_and_described_for_the_user(comfy, node, name, description):
+    schema = getattr(comfy.nodes, node).define_schema()
+    assert (schema.node_id, schema.display_name, schema.category) == (node, name, "latent/mdiffae")
+    assert schema.description == description
 
 
 def test_loader_vae_tells_comfyui_the_memory_of_an_encode_and_a_decode(comfy):
