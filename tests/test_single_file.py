@@ -125,6 +125,28 @@ def test_metadata_config_is_preferred_and_keeps_what_tensors_cannot_show(tmp_pat
         assert loaded.config[key] == value
 
 
+def test_saved_metadata_holds_the_public_config_and_the_class_name_only(tmp_path):
+    from safetensors import safe_open
+
+    model = make_tiny(family="semdisdiffae")
+    assert "_use_default_values" in dict(model.config)  # a private key the file must not carry
+    save_single_file(model, tmp_path / "m.safetensors")
+    with safe_open(str(tmp_path / "m.safetensors"), framework="pt") as f:
+        config = json.loads(f.metadata()[METADATA_KEY])
+    public = {k: list(v) if isinstance(v, tuple) else v for k, v in model.config.items() if not k.startswith("_")}
+    assert config == {**public, "_class_name": "AutoencoderSemDisDiffAE"}
+
+
+def test_saved_without_config_the_file_has_no_metadata(tmp_path):
+    from safetensors import safe_open
+
+    model = make_tiny()
+    save_single_file(model, tmp_path / "m.safetensors", with_config=False)
+    with safe_open(str(tmp_path / "m.safetensors"), framework="pt") as f:
+        assert f.metadata() is None
+    assert same_weights(load_single_file(tmp_path / "m.safetensors"), model)
+
+
 def test_published_config_in_metadata_is_read(tmp_path):
     from test_convert import ORIGINAL
 
