@@ -239,12 +239,92 @@ def test_latent_preview_and_empty_latent(comfy):
             "MDiffAE Latent Preview (PCA)",
             "Show a latent as an image: its first three principal components as R, G, B.",
         ),
+        (
+            "MDiffAELoader",
+            "MDiffAE Loader",
+            "Load an mDiffAE-family autoencoder (mDiffAE v1/v2, iRDiffAE, SemDisDiffAE) as a VAE for the stock VAE "
+            "Encode/Decode nodes (tiled too). Reads models/mdiffae and models/vae: a single .safetensors file "
+            "(family and configuration read from its tensors), a diffusers folder (config.json + weights) or a "
+            "published snapshot (converted on load). Steps, PDG and seed are the defaults the stock nodes decode "
+            "with.",
+        ),
+        (
+            "MDiffAEDecode",
+            "MDiffAE Decode",
+            "Decode mDiffAE-family latents with explicit steps, path-drop guidance, seed, sampler, time schedule "
+            "and start strength. Every sample is seeded alone, so batch splitting does not change results. "
+            "Cancellable between steps.",
+        ),
+        (
+            "MDiffAEEmptyLatent",
+            "MDiffAE Empty Latent",
+            "Zeros shaped like the given VAE's latents (its channels at its factor, e.g. 64 at 1/16); the stock "
+            "Empty Latent Image is 4 channels at 1/8.",
+        ),
+        (
+            "MDiffAETokenizerLoader",
+            "Load Tokenizer (MAETok / SoftVQ-VAE / VMAE)",
+            "Load MAETok or SoftVQ-VAE (1-D latent tokens) or LDMAE's VMAE (a spatial latent) from "
+            "models/tokenizers as a VAE for the stock VAE Encode / VAE Decode nodes. MAETok and SoftVQ-VAE: an "
+            "original repository folder (config.json + model.safetensors) or a save_pretrained folder. VMAE: the "
+            "original .pth (read without running any pickled code) or a save_pretrained folder. Images must be "
+            "the model's size (256x256 for the published ones); tiled nodes are refused.",
+        ),
     ],
 )
 def test_nodes_are_named_and_described_for_the_user(comfy, node, name, description):
     schema = getattr(comfy.nodes, node).define_schema()
-    assert (schema.node_id, schema.display_name, schema.category) == (node, name, "latent/mdiffae")
+    category = "latent/tokenizers" if node == "MDiffAETokenizerLoader" else "latent/mdiffae"
+    assert (schema.node_id, schema.display_name, schema.category) == (node, name, category)
     assert schema.description == description
+
+
+TOOLTIPS = {
+    "steps": "decoder steps; 1 is PSNR-optimal",
+    "pdg_strength": "path-drop guidance strength for multi-step decodes; 1.0 = off",
+    "seed": "seed of the decoder's initial noise; every sample in a batch uses it alone",
+    "sampler": "ddim, or dpmpp_2m (DPM-Solver++(2M): closer to the many-step result at a few steps)",
+    "schedule": "time grid of the steps",
+    "strength": "sampling starts at t = strength (1.0 = from pure noise)",
+}
+
+
+@pytest.mark.parametrize(
+    "node, tooltips",
+    [
+        (
+            "MDiffAELoader",
+            {
+                "checkpoint": None,
+                "steps": TOOLTIPS["steps"],
+                "pdg_strength": TOOLTIPS["pdg_strength"],
+                "seed": TOOLTIPS["seed"],
+                "dtype": "auto: ComfyUI's choice for VAEs on this device",
+            },
+        ),
+        ("MDiffAEDecode", dict(samples=None, vae=None, **TOOLTIPS)),
+        (
+            "MDiffAETokenizerLoader",
+            {
+                "checkpoint": None,
+                "kind": "auto: from the folder's config and tensors (quantize.* = SoftVQ-VAE; .pth = VMAE)",
+                "dtype": "auto: ComfyUI's choice for VAEs",
+            },
+        ),
+    ],
+)
+def test_inputs_explain_themselves_in_their_tooltips(comfy, node, tooltips):
+    inputs = getattr(comfy.nodes, node).define_schema().inputs
+    assert {i.id: i.tooltip for i in inputs} == tooltips
+
+
+def test_only_the_decode_node_changes_its_seed_after_each_run(comfy):
+    def control(node):
+        return next(
+            i for i in getattr(comfy.nodes, node).define_schema().inputs if i.id == "seed"
+        ).control_after_generate
+
+    assert control("MDiffAEDecode") is True and control("MDiffAELoader") is False
 
 
 def test_loader_vae_tells_comfyui_the_memory_of_an_encode_and_a_decode(comfy):
