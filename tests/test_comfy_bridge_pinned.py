@@ -76,10 +76,9 @@ def test_tokenizer_memory_uses_the_widest_vit_the_encoder_patch_and_the_most_hea
     assert module.memory(3, torch.float32) == 3 * 24 * 2496 * 4 == 718848
 
 
-@pytest.mark.parametrize("enc_heads, dec_heads", [(12, 6), (6, 12)])
-def test_vmae_memory_has_no_latent_tokens_and_counts_the_most_heads(enc_heads, dec_heads):
+def _vmae(enc_heads=12, dec_heads=12):
     torch.manual_seed(0)
-    vmae = pkg.AutoencoderVMAE(
+    return pkg.AutoencoderVMAE(
         img_size=32,
         patch_size=8,
         embed_dim=24,
@@ -90,7 +89,11 @@ def test_vmae_memory_has_no_latent_tokens_and_counts_the_most_heads(enc_heads, d
         decoder_num_heads=dec_heads,
         latent_dim=4,
     )
-    module = ComfyTokenizerModule(vmae)
+
+
+@pytest.mark.parametrize("enc_heads, dec_heads", [(12, 6), (6, 12)])
+def test_vmae_memory_has_no_latent_tokens_and_counts_the_most_heads(enc_heads, dec_heads):
+    module = ComfyTokenizerModule(_vmae(enc_heads, dec_heads))
     # 24 * 4 -> 96 * 6 = 576; 6 * 8 * 8 * 3 = 1152; n = (32 / 8)**2 = 16; 12 heads * 16 = 192 -> 1920
     assert module.memory(2, torch.bfloat16) == 2 * 16 * 1920 * 2 == 122880
 
@@ -134,3 +137,88 @@ def test_model_to_image_clamps_to_the_unit_range():
     image = model_to_image(x)
     assert image.shape == (1, 1, 6, 3) and image.dtype == torch.float32
     assert image[0, 0, :, 0].tolist() == [0.0, 0.0, 0.5, 0.75, 1.0, 1.0]
+
+
+# -- what a wrong file or a wrong tensor is told ------------------------------------------------------
+
+
+def _refusal(fn, *args):
+    with pytest.raises(ValueError) as info:
+        fn(*args)
+    return str(info.value)
+
+
+def test_a_folder_of_another_kind_is_refused_naming_what_its_config_describes(tmp_path):
+    import json
+
+    from diffusers_mdiffae.comfy_bridge import describe_checkpoint, load_any
+
+    folder = tmp_path / "sdvae"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"_class_name": "AutoencoderKL"}))
+    assert _refusal(describe_checkpoint, folder) == (
+        "sdvae is not an mDiffAE-family checkpoint: its config.json describes AutoencoderKL "
+        "(use the stock Load VAE node for other VAEs)"
+    )
+    (folder / "config.json").write_text("{}")
+    assert _refusal(load_any, folder / "weights.safetensors").startswith(
+        "weights.safetensors is not an mDiffAE-family checkpoint: its config.json describes an unknown model"
+    )
+    (folder / "config.json").write_text("{broken")
+    assert _refusal(describe_checkpoint, folder) == "sdvae: its folder's config.json cannot be read as JSON"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert _refusal(load_any, empty) == (
+        "empty is not an mDiffAE-family checkpoint: expected a .safetensors file or a folder with config.json "
+        "and the weights (save_pretrained's layout, or a published snapshot)"
+    )
+
+
+def test_a_tokenizer_path_of_another_kind_is_refused_with_what_to_do(tmp_path):
+    import json
+
+    from diffusers_mdiffae.comfy_bridge import load_tokenizer, tokenizer_class_name
+
+    assert _refusal(tokenizer_class_name, tmp_path, "vq") == "kind 'vq' is not one of auto, maetok, softvq, vmae"
+    folder = tmp_path / "tok"
+    folder.mkdir()
+    assert _refusal(tokenizer_class_name, folder) == (
+        "tok is not a tokenizer checkpoint: expected an LDMAE .pth file or a folder with config.json and "
+        "model.safetensors (an original MAETok/SoftVQ-VAE repository, or save_pretrained's layout)"
+    )
+    (folder / "config.json").write_text(json.dumps({"image_size": 256}))
+    assert _refusal(tokenizer_class_name, folder) == "tok: expected one .safetensors file next to config.json, found 0"
+    (folder / "model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{broken}")
+    assert _refusal(tokenizer_class_name, folder).startswith("model.safetensors: not a readable safetensors file (")
+    (folder / "config.json").write_text(json.dumps({"_class_name": "AutoencoderMDiffAE"}))
+    assert _refusal(tokenizer_class_name, folder / "model.safetensors") == (
+        "model.safetensors is not a MAETok, SoftVQ-VAE or VMAE checkpoint: its config describes AutoencoderMDiffAE "
+        "(use the MDiffAE Loader for the mDiffAE family, the stock Load VAE node for others)"
+    )
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"not a checkpoint")
+    assert _refusal(load_tokenizer, junk).startswith("junk.pth: cannot load as AutoencoderVMAE: ")
+
+
+def test_an_image_of_another_layout_or_size_is_refused_with_the_size_to_use():
+    from diffusers_mdiffae.comfy_bridge import image_to_model
+
+    assert _refusal(image_to_model, torch.zeros(16, 32, 3)) == "IMAGE must be [B, H, W, C], got shape (16, 32, 3)"
+    module = ComfyTokenizerModule(_maetok(32, 2, 32, 2))
+    assert _refusal(module.check_image, torch.zeros(1, 3, 96, 128)) == (
+        "image is 128x96; AutoencoderMAETok takes 32x32 images only (its positions are learned for that size): "
+        "resize or crop to 32x32 first, e.g. with ImageScale"
+    )
+    assert _refusal(module.check_image, torch.zeros(5)).startswith("image is (5,); ")
+
+
+def test_a_latent_of_another_model_is_refused_with_the_layout_it_needs():
+    tokens = ComfyTokenizerModule(_maetok(32, 2, 32, 2))
+    assert _refusal(tokens.decode, torch.zeros(1, 64, 4, 4)) == (
+        "latent has shape (1, 64, 4, 4); AutoencoderMAETok decodes [B, d, L] tokens latents with 4 channels "
+        "(from VAE Encode with this VAE)"
+    )
+    assert _refusal(ComfyTokenizerModule(_vmae()).decode, torch.zeros(1, 4, 8)) == (
+        "latent has shape (1, 4, 8); AutoencoderVMAE decodes [B, C, h, w] latents with 4 channels "
+        "(from VAE Encode with this VAE)"
+    )
