@@ -218,6 +218,77 @@ def test_unsupported_variant_is_named():
         config_from_state_dict(state, None, HEADS)
 
 
+def _z(*shape):
+    return torch.zeros(*shape)
+
+
+@pytest.mark.parametrize(
+    "state, problem",
+    [
+        ({"cls_token": _z(1, 1, 8)}, "it has a class token (trained with no_cls=False)"),
+        (
+            {"to_latent.layers.0.weight": _z(4, 8)},
+            "its latent maps are MLPs (a down_nonlinear factory such as mae_for_ldmae_f8d16)",
+        ),
+        (
+            {"from_latent.layers.0.weight": _z(8, 4)},
+            "its latent maps are MLPs (a down_nonlinear factory such as mae_for_ldmae_f8d16)",
+        ),
+        (
+            {"to_latent.weight": _z(4, 8), "from_latent.weight": _z(8, 4)},
+            "its encoder predicts the latent itself, not a mean and a log-variance (trained without kl_loss_weight)",
+        ),
+        ({"decoder_pred.weight": _z(192, 8)}, "its pixel head is a plain Linear (trained without smooth_output)"),
+        (
+            {"decoder_pred.conv_smoother.weight": _z(3, 3, 3, 3)},
+            "its pixel head is a convolution (trained with pred_with_conv)",
+        ),
+        ({"blocks.1.conv.weight": _z(8, 8, 3, 3)}, "it has Down/Upsample blocks (a gradual_resol model)"),
+        ({"decoder_blocks.0.conv.weight": _z(8, 8, 3, 3)}, "it has Down/Upsample blocks (a gradual_resol model)"),
+    ],
+)
+def test_each_unsupported_variant_is_named_with_the_supported_one(state, problem):
+    state = {"patch_embed.proj.weight": _z(8, 3, 8, 8), "from_latent.weight": _z(8, 4), **state}
+    with pytest.raises(CheckpointError) as info:
+        config_from_state_dict(state, None, HEADS)
+    assert str(info.value) == (
+        f"unsupported LDMAE variant: {problem}; AutoencoderVMAE implements mae_for_ldmae_f8d16_prev"
+    )
+
+
+def test_a_supported_variant_with_both_pixel_head_parts_is_not_refused(fixture):
+    state = fixture[0]
+    assert "decoder_pred.conv_smoother.weight" in state and "decoder_pred.linear_pred.weight" in state
+    assert config_from_state_dict(state, None, HEADS)["latent_dim"] == 4
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda s: s.pop("pos_embed"), "the checkpoint has no pos_embed tensor, which every VMAE has"),
+        (
+            lambda s: s.update({"pos_embed": _z(16, 24)}),
+            "pos_embed has shape [16, 24], expected 3 dimensions",
+        ),
+        (
+            lambda s: s.update({"patch_embed.proj.weight": _z(24, 3, 8, 4)}),
+            "patch_embed.proj.weight has a non-square kernel 8x4",
+        ),
+        (lambda s: s.update({"pos_embed": _z(1, 15, 24)}), "pos_embed holds 15 tokens, not a square grid"),
+        (
+            lambda s: s.update({"blocks.5.norm1.weight": _z(24)}),
+            "blocks block indices are not 0..2: [0, 1, 5]",
+        ),
+    ],
+)
+def test_a_state_dict_of_another_shape_is_refused_naming_the_tensor(fixture, edit, message):
+    state = dict(fixture[0])
+    edit(state)
+    with pytest.raises(CheckpointError) as info:
+        config_from_state_dict(state, None, HEADS)
+    assert str(info.value) == message
+
+
 def test_a_bare_state_dict_is_accepted_too():
     name, state = select_state_dict({"module.pos_embed": torch.zeros(1)})
     assert name == "(top level)" and list(state) == ["pos_embed"]
