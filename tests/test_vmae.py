@@ -507,6 +507,49 @@ def test_tiling_is_refused_and_slicing_gives_the_same_result(model, fixture):
     assert torch.allclose(whole, sliced, atol=1e-6)
 
 
+VALID = {
+    **dict.fromkeys(("in_chans", "depth", "num_heads", "decoder_depth", "decoder_num_heads", "latent_dim"), 1),
+    **{"img_size": 16, "patch_size": 8, "embed_dim": 4, "decoder_embed_dim": 4, "mlp_ratio": 0.25},
+    **{"norm_layer_eps": 1e-6, "scaling_factor": 1.0, "latents_mean": [0.0], "latents_std": [1.0]},
+}
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        *[({k: 0}, f"{k} must be >= 1, got 0") for k in ("img_size", "patch_size", "in_chans", "embed_dim", "depth")],
+        *[
+            ({k: 0}, f"{k} must be >= 1, got 0")
+            for k in ("num_heads", "decoder_embed_dim", "decoder_depth", "decoder_num_heads", "latent_dim")
+        ],
+        ({"img_size": 20}, "img_size (20) must be a multiple of patch_size (8)"),
+        (
+            {"decoder_embed_dim": 8},
+            "decoder_embed_dim (8) must equal embed_dim (4): LDMAE's VMAE maps the latent to decoder_embed_dim and "
+            "then applies decoder_embed, a Linear(embed_dim, decoder_embed_dim)",
+        ),
+        ({"num_heads": 3}, "embed_dim (4) must be divisible by num_heads (3)"),
+        ({"decoder_num_heads": 3}, "decoder_embed_dim (4) must be divisible by decoder_num_heads (3)"),
+        ({"mlp_ratio": 0.0}, "mlp_ratio must be > 0, got 0.0"),
+        ({"mlp_ratio": 0.2}, "mlp_ratio must be > 0, got 0.2"),
+        ({"norm_layer_eps": 0.0}, "norm_layer_eps must be > 0, got 0.0"),
+        ({"scaling_factor": 0.0}, "scaling_factor must not be 0"),
+        ({"latents_std": None}, "latents_mean and latents_std must be given together (or both left None)"),
+        ({"latents_mean": [0.0, 1.0]}, "latents_mean must hold 1 finite numbers (one per latent channel)"),
+        ({"latents_std": [float("inf")]}, "latents_std must hold 1 finite numbers (one per latent channel)"),
+        ({"latents_std": [True]}, "latents_std must hold 1 finite numbers (one per latent channel)"),
+        ({"latents_std": [0.0]}, "latents_std must be > 0 in every channel"),
+    ],
+)
+def test_each_bad_config_value_is_refused_with_its_sentence(edit, message):
+    from diffusers_mdiffae.models.autoencoders.autoencoder_vmae import check_vmae_config
+
+    check_vmae_config(dict(VALID))  # every bound is inclusive at its smallest valid value
+    with pytest.raises(ValueError) as info:
+        check_vmae_config({**VALID, **edit})
+    assert str(info.value) == message
+
+
 def test_bad_configs_are_refused():
     with pytest.raises(ValueError, match="decoder_embed_dim .* must equal embed_dim"):
         AutoencoderVMAE(img_size=32, embed_dim=32, decoder_embed_dim=64, num_heads=2, decoder_num_heads=2)
