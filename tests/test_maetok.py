@@ -289,6 +289,38 @@ def test_original_config_it_cannot_build_is_refused(tmp_path, fixtures, edit, ne
     assert needle in msg
 
 
+def test_every_unbuildable_original_setting_is_listed_in_one_refusal(fixtures):
+    from diffusers_mdiffae.conversion.tokenizer_layouts import original_tokenizer_config_to_ours
+
+    config, overrides = dict(fixtures["maetok"][0]), fixtures["maetok"][1]
+    frozen = {**config, "enc_tuning_method": "frozen", "dec_tuning_method": "frozen"}
+    assert original_tokenizer_config_to_ours(frozen, "maetok", overrides)[0] == "AutoencoderMAETok"
+    bad = {
+        **config,
+        **{"enc_type": "cnn", "dec_type": "vae", "enc_tuning_method": "lora", "dec_tuning_method": "lokr"},
+        **{"to_pixel": "siren", "use_rope": False, "use_ape": False, "dec_cls_token": False, "repa": True},
+    }
+    with pytest.raises(CheckpointError) as err:
+        original_tokenizer_config_to_ours(bad, "maetok", overrides)
+    assert str(err.value) == (
+        "config.json describes a tokenizer this package cannot build:\n"
+        "  enc_type is 'cnn': only 'vit' tokenizers are supported\n"
+        "  enc_tuning_method 'lora': LoRA-wrapped weights are not supported\n"
+        "  dec_type is 'vae': only 'vit' tokenizers are supported\n"
+        "  dec_tuning_method 'lokr': LoRA-wrapped weights are not supported\n"
+        "  to_pixel 'siren': only the 'linear' pixel head is supported\n"
+        "  use_ape false without use_rope is not supported (the original then takes its axial-RoPE path, which fails)\n"
+        "  dec_cls_token false is not supported (no published model uses it)\n"
+        "  repa true is not supported (REPA weights belong to training)"
+    )
+    with pytest.raises(CheckpointError) as err:
+        original_tokenizer_config_to_ours({**config, "use_rope": True, "rope_mixed": False}, "maetok", overrides)
+    assert str(err.value) == (
+        "config.json describes a tokenizer this package cannot build:\n"
+        "  use_rope without rope_mixed (axial RoPE) is not supported: it fails in the original code too"
+    )
+
+
 def test_vit_overrides_only_for_original_folders(models, tmp_path):
     models["maetok"].save_pretrained(tmp_path)
     with pytest.raises(ValueError, match="vit_overrides applies only to original"):
