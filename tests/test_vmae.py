@@ -468,6 +468,32 @@ def test_bad_images_are_refused_with_the_fix(model, x, message):
         model.encode(x)
 
 
+def test_image_and_latent_refusals_in_full():
+    from diffusers_mdiffae.models.autoencoders.autoencoder_vmae import check_vmae_images, check_vmae_latents
+
+    def refusal(check, *args):
+        with pytest.raises(ValueError) as info:
+            check(*args)
+        return str(info.value)
+
+    assert refusal(check_vmae_images, torch.zeros(1, 4, 32, 32), 3, 32) == (
+        "images must have 3 channels in dim 1, got shape (1, 4, 32, 32); pass NCHW RGB (convert grayscale/RGBA to "
+        "RGB, permute NHWC with x.permute(0, 3, 1, 2))"
+    )
+    assert refusal(check_vmae_images, torch.zeros(1, 3, 48, 40), 3, 32) == (
+        "images must be exactly 32x32 (the position tables are fixed), got 48x40; resize or centre-crop first, "
+        "e.g. torch.nn.functional.interpolate(x, size=(32, 32), mode='bicubic', antialias=True), or crop the "
+        "centre square and resize it as LDMAE does"
+    )
+    assert refusal(check_vmae_latents, torch.zeros(1, 8, 4, 4), 4, 4, 8) == (
+        "latents must have 4 channels in dim 1, got shape (1, 8, 4, 4); were they produced by a different "
+        "autoencoder (or are they the 2x-channel moments? take DiagonalGaussianDistribution(moments).mode())"
+    )
+    assert refusal(check_vmae_latents, torch.zeros(1, 4, 6, 5), 4, 4, 8) == (
+        "latents must be on the fixed 4x4 grid (images of 32x32), got 6x5; this model cannot decode other sizes"
+    )
+
+
 @pytest.mark.parametrize(
     "z, message",
     [
