@@ -125,6 +125,28 @@ def test_metadata_config_is_preferred_and_keeps_what_tensors_cannot_show(tmp_pat
         assert loaded.config[key] == value
 
 
+def test_the_semdis_posterior_kind_is_read_from_the_bottleneck_width():
+    model = make_tiny(family="semdisdiffae")
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    latent = model.config.latent_channels
+    rest = shapes["encoder.to_bottleneck.weight"][1:]
+    assert infer_config(shapes)[1]["bottleneck_posterior_kind"] == "diagonal_gaussian"
+    shapes["encoder.to_bottleneck.weight"] = (latent, *rest)
+    assert infer_config(shapes)[1]["bottleneck_posterior_kind"] == "deterministic"
+    shapes["encoder.to_bottleneck.weight"] = (3 * latent, *rest)
+    with pytest.raises(CheckpointError) as e:
+        infer_config(shapes, "m.safetensors")
+    assert str(e.value) == (
+        f"m.safetensors: encoder.to_bottleneck.weight has {3 * latent} output channels; a SemDisDiffAE encoder has "
+        f"{2 * latent} (mean and log-SNR of {latent} latent channels) or {latent} (deterministic)"
+    )
+
+
+def test_inferred_sizes_follow_the_patch():
+    config = infer_config({k: tuple(v.shape) for k, v in make_tiny().state_dict().items()})[1]
+    assert config["patch_size"] == 16 and config["block_out_channels"] == [32] * 5 and config["sample_size"] == 512
+
+
 def test_saved_metadata_holds_the_public_config_and_the_class_name_only(tmp_path):
     from safetensors import safe_open
 
