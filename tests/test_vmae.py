@@ -289,6 +289,72 @@ def test_a_state_dict_of_another_shape_is_refused_naming_the_tensor(fixture, edi
     assert str(info.value) == message
 
 
+def _refused(call, *args):
+    with pytest.raises(CheckpointError) as info:
+        call(*args)
+    return str(info.value)
+
+
+def test_what_is_not_a_state_dict_is_refused_saying_what_it_holds():
+    assert _refused(select_state_dict, [1, 2], "c.pth") == "c.pth: holds a list, not a checkpoint dictionary"
+    assert _refused(select_state_dict, {"model": {"epoch": 3}, "lr": 0.1}, "c.pth") == (
+        "c.pth: entry 'model' holds no tensors (keys: ['lr', 'model'])"
+    )
+    mixed = {"state_dict": {"w": torch.zeros(1), "step": 3, 7: torch.zeros(1)}}
+    assert _refused(select_state_dict, mixed, "c.pth") == (
+        "c.pth: entry 'state_dict' mixes tensors with other values: ['7', 'step']"
+    )
+    name, state = select_state_dict({"state_dict": {"module.w": torch.zeros(1), "module.b": torch.zeros(1)}})
+    assert name == "state_dict" and sorted(state) == ["b", "w"]
+
+
+def test_finding_the_pth_of_a_folder(tmp_path):
+    from diffusers_mdiffae.conversion.vmae_pth import find_vmae_pth
+
+    (tmp_path / "notes.txt").write_text("x")
+    assert (
+        _refused(find_vmae_pth, tmp_path / "notes.txt")
+        == f"{tmp_path / 'notes.txt'}: not a .pth checkpoint or a model folder"
+    )
+    assert find_vmae_pth(tmp_path) is None
+    (tmp_path / "b.pth").write_bytes(b"")
+    assert find_vmae_pth(tmp_path) == tmp_path / "b.pth"
+    assert find_vmae_pth(tmp_path / "b.pth") == tmp_path / "b.pth"
+    (tmp_path / "a.PT").write_bytes(b"")
+    assert _refused(find_vmae_pth, tmp_path) == (
+        f"{tmp_path} holds several checkpoints ['a.PT', 'b.pth']; pass the file to load"
+    )
+    (tmp_path / "config.json").write_text("{}")
+    assert find_vmae_pth(tmp_path) is None
+    assert find_vmae_pth(tmp_path / "missing") is None
+
+
+def test_unreadable_files_are_refused_naming_the_file(tmp_path):
+    from diffusers_mdiffae.conversion.vmae_pth import load_latent_stats
+
+    assert _refused(read_vmae_pth, tmp_path / "none.pth") == f"{tmp_path / 'none.pth'}: no such file"
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"")
+    assert _refused(read_vmae_pth, junk).startswith(f"{junk}: cannot read it as a torch checkpoint (")
+    assert _refused(load_latent_stats, junk).startswith(f"{junk}: cannot read it as a torch file (")
+    stats = tmp_path / "stats.pt"
+    torch.save({"mean": torch.zeros(4)}, stats)
+    assert _refused(load_latent_stats, stats) == (
+        f"{stats}: expected a dict with tensors 'mean' and 'std' (LDMAE's latents_stats.pt)"
+    )
+    torch.save({"mean": torch.zeros(4), "std": torch.tensor([1.0, 1.0, 0.0, 1.0])}, stats)
+    assert _refused(load_latent_stats, stats) == f"{stats}: 'mean'/'std' must be finite, of one length, std > 0"
+
+
+def test_the_mlp_width_is_read_from_the_first_block(fixture):
+    state = dict(fixture[0])
+    embed = state["patch_embed.proj.weight"].shape[0]
+    state["blocks.0.mlp.fc1.weight"] = torch.zeros(2 * embed, embed)
+    assert config_from_state_dict(state, None, HEADS)["mlp_ratio"] == 2.0
+    del state["blocks.0.mlp.fc1.weight"]
+    assert config_from_state_dict(state, None, HEADS)["mlp_ratio"] == 4.0
+
+
 def test_a_bare_state_dict_is_accepted_too():
     name, state = select_state_dict({"module.pos_embed": torch.zeros(1)})
     assert name == "(top level)" and list(state) == ["pos_embed"]
