@@ -127,6 +127,14 @@ def test_decode_return_dict_false_and_forward(models, fixtures):
     assert recon.shape == (2, 3, 32, 32)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
+def test_token_distribution_kl_is_zero_per_sample_in_the_tokens_dtype(dtype):
+    from diffusers_mdiffae.models.autoencoders.autoencoder_maetok import TokenLatentDistribution
+
+    kl = TokenLatentDistribution(torch.ones(3, 8, 4, dtype=dtype)).kl()
+    assert kl.shape == (3,) and kl.dtype == dtype and not kl.any()
+
+
 def test_slicing_gives_the_same_results(models, fixtures):
     model, cases = models["maetok"], fixtures["maetok"][3]
     model.enable_slicing()
