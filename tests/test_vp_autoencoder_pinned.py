@@ -14,8 +14,8 @@ def gen(seed):
 
 @torch.no_grad()
 def test_forward_decodes_the_posterior_mode_by_default():
-    model = make_tiny(seed=4, family="semdisdiffae")  # a real posterior: a sample is not the mode
-    x = images(1, 16, 32)
+    model = make_tiny(seed=4, family="semdisdiffae", decoder_depth=3)  # a real posterior: a sample is not the mode
+    x = images(1, 16, 16)
     want = model.decode(model.encode(x).latent).sample
     assert torch.equal(model(x).sample, want)
     assert torch.equal(model(x, sample_posterior=False).sample, want)
@@ -23,8 +23,8 @@ def test_forward_decodes_the_posterior_mode_by_default():
 
 @torch.no_grad()
 def test_forward_draws_the_posterior_sample_and_the_decoder_noise_from_the_generator():
-    model = make_tiny(seed=4, family="semdisdiffae")
-    x = images(1, 16, 32)
+    model = make_tiny(seed=4, family="semdisdiffae", decoder_depth=3)
+    x = images(1, 16, 16)
     g = gen(3)
     z = model.encode(x).latent_dist.sample(generator=g)
     want = model.decode(z, generator=g).sample
@@ -54,7 +54,7 @@ def test_a_tiled_encode_of_the_deterministic_encoder_has_zero_spread():
 
 @torch.no_grad()
 def test_a_sliced_semdis_encode_keeps_the_posterior_spread():
-    model = make_tiny(seed=4, family="semdisdiffae")
+    model = make_tiny(seed=4, family="semdisdiffae", decoder_depth=3)
     x = images(2, 32, 32)
     whole = model.encode(x).latent_dist
     model.enable_slicing()
@@ -65,7 +65,7 @@ def test_a_sliced_semdis_encode_keeps_the_posterior_spread():
 
 @torch.no_grad()
 def test_a_sliced_encode_of_a_deterministic_semdis_has_zero_spread():
-    model = make_tiny(seed=4, family="semdisdiffae", bottleneck_posterior_kind="deterministic")
+    model = make_tiny(seed=4, family="semdisdiffae", decoder_depth=3, bottleneck_posterior_kind="deterministic")
     model.enable_slicing()
     dist = model.encode(images(2, 32, 32)).latent_dist
     assert torch.equal(dist.std, torch.zeros_like(dist.std))
@@ -74,7 +74,7 @@ def test_a_sliced_encode_of_a_deterministic_semdis_has_zero_spread():
 
 @torch.no_grad()
 def test_a_posterior_sample_draws_float32_noise_whatever_the_default_dtype():
-    model = make_tiny(seed=4, family="semdisdiffae")
+    model = make_tiny(seed=4, family="semdisdiffae", decoder_depth=3)
     dist = model.encode(images(1, 32, 32)).latent_dist
     want = dist.sample(generator=gen(5))
     previous = torch.get_default_dtype()
