@@ -89,3 +89,35 @@ def test_a_posterior_sample_draws_float32_noise_whatever_the_default_dtype():
 @pytest.mark.parametrize("affine, text", [(True, "8, eps=1e-06, affine=True"), (False, "8, eps=1e-06, affine=False")])
 def test_channel_rms_norm_prints_its_settings(affine, text):
     assert ChannelWiseRMSNorm(8, affine=affine).extra_repr() == text
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"tile_sample_min_size": 0}, "tile_sample_min_size must be a positive multiple of 16, got 0"),
+        ({"tile_sample_min_size": 8}, "tile_sample_min_size must be a positive multiple of 16, got 8"),
+        ({"tile_sample_min_size": 40}, "tile_sample_min_size must be a positive multiple of 16, got 40"),
+        ({"tile_sample_min_size": 32.0}, "tile_sample_min_size must be a positive multiple of 16, got 32.0"),
+        ({"tile_sample_min_size": True}, "tile_sample_min_size must be a positive multiple of 16, got True"),
+        ({"tile_overlap_factor": 1.0}, "tile_overlap_factor must be in [0, 1), got 1.0"),
+        ({"tile_overlap_factor": -0.25}, "tile_overlap_factor must be in [0, 1), got -0.25"),
+    ],
+)
+def test_bad_tiling_settings_are_refused_and_tiling_stays_off(kwargs, message):
+    model = make_tiny()
+    with pytest.raises(ValueError) as info:
+        model.enable_tiling(**kwargs)
+    assert str(info.value) == message
+    assert model.use_tiling is False
+
+
+def test_tiling_settings_at_their_bounds_are_kept():
+    model = make_tiny()
+    defaults = (model.tile_sample_min_size, model.tile_overlap_factor)
+    model.enable_tiling()
+    assert model.use_tiling is True and (model.tile_sample_min_size, model.tile_overlap_factor) == defaults
+    model.disable_tiling()
+    model.enable_tiling(tile_sample_min_size=16, tile_overlap_factor=0.0)
+    assert model.use_tiling is True and (model.tile_sample_min_size, model.tile_overlap_factor) == (16, 0.0)
+    model.enable_tiling(tile_overlap_factor=0.75)
+    assert (model.tile_sample_min_size, model.tile_overlap_factor) == (16, 0.75)
