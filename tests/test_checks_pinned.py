@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from diffusers_mdiffae.checks import check_images, check_latents
+from diffusers_mdiffae.checks import check_fixed_size_images, check_images, check_latents, check_token_latents
 from diffusers_mdiffae.models.sampling import check_seed
 
 
@@ -56,6 +56,51 @@ def test_latent_messages():
     assert _message(check_latents, z, 4) == (
         "latents contains 1 NaN or infinite values; clean the input before encoding/decoding"
     )
+
+
+def test_fixed_size_image_messages():
+    assert _message(check_fixed_size_images, torch.zeros(1, 4, 32, 32), 3, 32) == (
+        "images must have 3 channels in dim 1, got shape (1, 4, 32, 32); pass NCHW RGB (convert grayscale/RGBA to "
+        "RGB, permute NHWC with x.permute(0, 3, 1, 2))"
+    )
+    assert _message(check_fixed_size_images, torch.zeros(1, 3, 48, 40), 3, 32) == (
+        "image is 48x40 but this model takes 32x32; resize it first (e.g. VaeImageProcessor(...).preprocess(image, "
+        "height=32, width=32) or torch.nn.functional.interpolate(x, size=(32, 32), mode='bicubic', antialias=True))"
+    )
+    x = torch.zeros(1, 3, 32, 32)
+    x[0, 1, 3, 3] = float("nan")
+    assert _message(check_fixed_size_images, x, 3, 32) == (
+        "images contains 1 NaN or infinite values; clean the input before encoding/decoding"
+    )
+    check_fixed_size_images(torch.zeros(2, 3, 32, 32), 3, 32)
+
+
+def test_token_latent_messages():
+    assert _message(check_token_latents, np.zeros((1, 8, 4)), 8, 4) == "latents must be a torch.Tensor, got ndarray"
+    assert _message(check_token_latents, torch.zeros(1, 8, 4, dtype=torch.int64), 8, 4) == (
+        "latents must be a floating-point tensor, got dtype torch.int64"
+    )
+    assert _message(check_token_latents, torch.zeros(8, 4), 8, 4) == (
+        "latents must have rank 3 [B, 8, 4] (1-D tokens), got rank 2 with shape (8, 4); add a batch dimension "
+        "with z.unsqueeze(0)"
+    )
+    assert _message(check_token_latents, torch.zeros(1, 4, 2, 2), 8, 4) == (
+        "latents must have rank 3 [B, 8, 4] (1-D tokens), got rank 4 with shape (1, 4, 2, 2)"
+    )
+    assert _message(check_token_latents, torch.zeros(0, 8, 4), 8, 4) == "latents have an empty batch (shape (0, 8, 4))"
+    assert _message(check_token_latents, torch.zeros(1, 7, 4), 8, 4) == (
+        "latents must have 8 tokens in dim 1, got shape (1, 7, 4); were they produced by a different tokenizer?"
+    )
+    assert _message(check_token_latents, torch.zeros(1, 8, 5), 8, 4) == (
+        "latents must have width 4 in dim 2, got shape (1, 8, 5); were they produced by a different tokenizer?"
+    )
+    z = torch.zeros(2, 8, 4)
+    z[1, 2, 3] = float("inf")
+    z[0, 0, 0] = float("nan")
+    assert _message(check_token_latents, z, 8, 4) == (
+        "latents contains 2 NaN or infinite values; clean the input before encoding/decoding"
+    )
+    check_token_latents(torch.zeros(2, 8, 4, dtype=torch.bfloat16), 8, 4)
 
 
 def test_meta_tensors_are_checked_for_shape_only():

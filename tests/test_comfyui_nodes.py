@@ -225,6 +225,153 @@ def test_latent_preview_and_empty_latent(comfy):
         comfy.nodes.MDiffAEEmptyLatent.execute(object(), 96, 64, 3)
 
 
+@pytest.mark.parametrize(
+    "node, name, description",
+    [
+        (
+            "MDiffAEEncode",
+            "MDiffAE Encode",
+            "Encode images to the model's latents (64, 96 or 128 channels at 1/16). Unlike the stock "
+            "node, sizes that are not multiples of 16 are refused instead of cropped.",
+        ),
+        (
+            "MDiffAELatentPreview",
+            "MDiffAE Latent Preview (PCA)",
+            "Show a latent as an image: its first three principal components as R, G, B.",
+        ),
+        (
+            "MDiffAELoader",
+            "MDiffAE Loader",
+            "Load an mDiffAE-family autoencoder (mDiffAE v1/v2, iRDiffAE, SemDisDiffAE) as a VAE for the stock VAE "
+            "Encode/Decode nodes (tiled too). Reads models/mdiffae and models/vae: a single .safetensors file "
+            "(family and configuration read from its tensors), a diffusers folder (config.json + weights) or a "
+            "published snapshot (converted on load). Steps, PDG and seed are the defaults the stock nodes decode "
+            "with.",
+        ),
+        (
+            "MDiffAEDecode",
+            "MDiffAE Decode",
+            "Decode mDiffAE-family latents with explicit steps, path-drop guidance, seed, sampler, time schedule "
+            "and start strength. Every sample is seeded alone, so batch splitting does not change results. "
+            "Cancellable between steps.",
+        ),
+        (
+            "MDiffAEEmptyLatent",
+            "MDiffAE Empty Latent",
+            "Zeros shaped like the given VAE's latents (its channels at its factor, e.g. 64 at 1/16); the stock "
+            "Empty Latent Image is 4 channels at 1/8.",
+        ),
+        (
+            "MDiffAETokenizerLoader",
+            "Load Tokenizer (MAETok / SoftVQ-VAE / VMAE)",
+            "Load MAETok or SoftVQ-VAE (1-D latent tokens) or LDMAE's VMAE (a spatial latent) from "
+            "models/tokenizers as a VAE for the stock VAE Encode / VAE Decode nodes. MAETok and SoftVQ-VAE: an "
+            "original repository folder (config.json + model.safetensors) or a save_pretrained folder. VMAE: the "
+            "original .pth (read without running any pickled code) or a save_pretrained folder. Images must be "
+            "the model's size (256x256 for the published ones); tiled nodes are refused.",
+        ),
+    ],
+)
+def test_nodes_are_named_and_described_for_the_user(comfy, node, name, description):
+    schema = getattr(comfy.nodes, node).define_schema()
+    category = "latent/tokenizers" if node == "MDiffAETokenizerLoader" else "latent/mdiffae"
+    assert (schema.node_id, schema.display_name, schema.category) == (node, name, category)
+    assert schema.description == description
+
+
+TOOLTIPS = {
+    "steps": "decoder steps; 1 is PSNR-optimal",
+    "pdg_strength": "path-drop guidance strength for multi-step decodes; 1.0 = off",
+    "seed": "seed of the decoder's initial noise; every sample in a batch uses it alone",
+    "sampler": "ddim, or dpmpp_2m (DPM-Solver++(2M): closer to the many-step result at a few steps)",
+    "schedule": "time grid of the steps",
+    "strength": "sampling starts at t = strength (1.0 = from pure noise)",
+}
+
+
+@pytest.mark.parametrize(
+    "node, tooltips",
+    [
+        (
+            "MDiffAELoader",
+            {
+                "checkpoint": None,
+                "steps": TOOLTIPS["steps"],
+                "pdg_strength": TOOLTIPS["pdg_strength"],
+                "seed": TOOLTIPS["seed"],
+                "dtype": "auto: ComfyUI's choice for VAEs on this device",
+            },
+        ),
+        ("MDiffAEDecode", dict(samples=None, vae=None, **TOOLTIPS)),
+        (
+            "MDiffAETokenizerLoader",
+            {
+                "checkpoint": None,
+                "kind": "auto: from the folder's config and tensors (quantize.* = SoftVQ-VAE; .pth = VMAE)",
+                "dtype": "auto: ComfyUI's choice for VAEs",
+            },
+        ),
+    ],
+)
+def test_inputs_explain_themselves_in_their_tooltips(comfy, node, tooltips):
+    inputs = getattr(comfy.nodes, node).define_schema().inputs
+    assert {i.id: i.tooltip for i in inputs} == tooltips
+
+
+def test_only_the_decode_node_changes_its_seed_after_each_run(comfy):
+    def control(node):
+        return next(
+            i for i in getattr(comfy.nodes, node).define_schema().inputs if i.id == "seed"
+        ).control_after_generate
+
+    assert control("MDiffAEDecode") is True and control("MDiffAELoader") is False
+
+
+def test_loader_vae_tells_comfyui_the_memory_of_an_encode_and_a_decode(comfy):
+    vae = load_vae(comfy)
+    # the tiny model: int(32 * 2) * 6 + 6 * 16**2 * 3 = 4992 values per latent position
+    # decode: 2 latents of 3x5, doubled for PDG, float32
+    assert vae.memory_used_decode((2, 64, 3, 5), torch.float32) == 2 * 2 * 15 * 4992 * 4
+    # encode: a 40x72 image covers 3x5 patches, one pass
+    assert vae.memory_used_encode((2, 3, 40, 72), torch.bfloat16) == 2 * 15 * 4992 * 2
+
+
+def _refusal(call, *args):
+    with pytest.raises(ValueError) as info:
+        call(*args)
+    return str(info.value)
+
+
+def test_node_refusals_say_what_to_use_instead(comfy):
+    import comfy.sd as csd
+
+    nodes = comfy.nodes
+    assert _refusal(nodes.require_mdiffae, csd.VAE(sd={})) == (
+        "this node needs a VAE from the MDiffAE Loader node, got VAE; use the stock VAE Decode/Encode nodes for "
+        "other VAEs"
+    )
+    assert _refusal(nodes.resolve_checkpoint, "loras/x.safetensors") == (
+        "checkpoint 'loras/x.safetensors' is not a file in models/mdiffae or models/vae"
+    )
+    assert (
+        _refusal(nodes.resolve_checkpoint, "mdiffae/")
+        == "checkpoint 'mdiffae/' is not a file in models/mdiffae or models/vae"
+    )
+    vae = load_vae(comfy)
+    assert _refusal(nodes.MDiffAEDecode.execute, {"samples": torch.zeros(1, 4, 8, 8)}, vae, 1, 1.0, 0) == (
+        "latent has shape (1, 4, 8, 8); this VAE decodes [B, 64, h, w] latents (from MDiffAE Encode or MDiffAE "
+        "Empty Latent with this VAE, or a model trained on its latents)"
+    )
+    assert _refusal(nodes.MDiffAEEmptyLatent.execute, vae, 24, 32, 1) == (
+        "width and height must be multiples of 16 for this VAE, got 24x32"
+    )
+    assert _refusal(nodes.MDiffAEEncode.execute, torch.rand(1, 50, 70, 3), vae) == (
+        "image is 70x50; mDiffAE needs width and height that are multiples of 16: scale or crop it (e.g. ImageScale "
+        "to 64x48), or use the stock VAE Encode node, which crops"
+    )
+    assert "(e.g. ImageScale to 16x16)" in _refusal(nodes.MDiffAEEncode.execute, torch.rand(1, 8, 10, 3), vae)
+
+
 def test_layout_conversions_round_trip():
     from diffusers_mdiffae.comfy_bridge import image_to_model, model_to_image
 
@@ -319,6 +466,8 @@ def test_decode_node_passes_sampler_schedule_and_strength_to_the_model(comfy):
         ("MDiffAEDecode", {"sampler": "euler"}, ["sampler 'euler' is not one of its choices: 'ddim', 'dpmpp_2m'"]),
         ("MDiffAEDecode", {"schedule": "karras"}, ["schedule 'karras' is not one of its choices: 'linear', 'cosine'"]),
         ("MDiffAEDecode", {"strength": 0.0}, ["strength must be a number from 0.01 to 1, got 0.0"]),
+        ("MDiffAEDecode", {"pdg_strength": 6}, ["pdg_strength must be a number from 0 to 5, got 6"]),
+        ("MDiffAEDecode", {"seed": -1}, ["seed must be a whole number from 0 to 18446744073709551615, got -1"]),
         (
             "MDiffAEDecode",
             {"steps": 2.5, "sampler": "x"},
@@ -326,6 +475,8 @@ def test_decode_node_passes_sampler_schedule_and_strength_to_the_model(comfy):
         ),
         ("MDiffAELatentPreview", {"upscale": 65}, ["upscale must be a whole number from 1 to 64, got 65"]),
         ("MDiffAEEmptyLatent", {"width": 8}, ["width must be a whole number from 16 to 16384, got 8"]),
+        ("MDiffAEEmptyLatent", {"height": 8}, ["height must be a whole number from 16 to 16384, got 8"]),
+        ("MDiffAEEmptyLatent", {"batch_size": 0}, ["batch_size must be a whole number from 1 to 4096, got 0"]),
     ],
 )
 def test_a_bad_value_is_refused_with_a_sentence_before_and_at_run_time(comfy, node, values, words):

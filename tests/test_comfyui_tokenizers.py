@@ -85,6 +85,57 @@ def test_tiled_encode_and_decode_are_refused_with_a_sentence(comfy, kind):
             call()
 
 
+@pytest.mark.parametrize(
+    "kind, what",
+    [
+        ("maetok", "1-D latent tokens that each describe the whole image"),
+        ("softvq", "1-D latent tokens that each describe the whole image"),
+        ("vmae", "a fixed-size latent"),
+    ],
+)
+def test_the_tile_refusal_says_what_the_latent_is(comfy, kind, what):
+    vae = load(comfy, kind)
+    family = type(vae.first_stage_model.vae).__name__
+    with pytest.raises(ValueError) as e:
+        vae.encode_tiled(pixels(1))
+    assert str(e.value) == (
+        f"{family} cannot encode or decode in tiles: it has {what} ({S}x{S} images); "
+        "use the plain VAE Encode / VAE Decode nodes"
+    )
+
+
+def test_tokenizer_vae_tells_comfyui_the_memory_per_batch(comfy):
+    # the tiny MAETok: widest ViT 32 * mlp 4 -> 128 * 6 = 768; patch 16: 6 * 16 * 16 * 3 = 4608;
+    # n = (256 / 16)**2 + 8 tokens = 264; 2 heads: 2 * 264 = 528 -> 5904 values per token
+    vae = load(comfy, "maetok")
+    assert vae.memory_used_encode((2, 3, S, S), torch.float32) == 2 * 264 * 5904 * 4
+    assert vae.memory_used_decode((3, 4, 8), torch.bfloat16) == 3 * 264 * 5904 * 2
+    # the tiny VMAE: 24 * 4 -> 96 * 6 = 576; patch 8: 1152; n = (256 / 8)**2 = 1024; 12 heads -> 12288
+    vae = load(comfy, "vmae")
+    assert vae.memory_used_decode((1, 4, 32, 32), torch.float32) == 1024 * (576 + 1152 + 12288) * 4
+
+
+def test_tokenizer_loader_validation_names_each_bad_choice(comfy):
+    validate = comfy.nodes.MDiffAETokenizerLoader.validate_inputs
+    good = {"checkpoint": choice(comfy, "maetok"), "kind": "auto", "dtype": "auto"}
+    assert validate(**good) is True
+    listed = ", ".join(repr(c) for c in comfy.nodes.tokenizer_choices())
+    assert (
+        validate(**{**good, "checkpoint": "missing.pth"})
+        == f"checkpoint 'missing.pth' is not one of its choices: {listed}."
+    )
+    assert (
+        validate(**{**good, "kind": "vq"})
+        == "kind 'vq' is not one of its choices: 'auto', 'maetok', 'softvq', 'vmae'."
+    )
+    assert validate(**{**good, "dtype": "fp8"}) == (
+        "dtype 'fp8' is not one of its choices: 'auto', 'float32', 'bfloat16', 'float16'."
+    )
+    # a linked checkpoint or kind arrives as None: nothing to check yet
+    assert validate(checkpoint=None, kind="auto", dtype="auto") is True
+    assert validate(checkpoint=good["checkpoint"], kind=None, dtype=None) is True
+
+
 @pytest.mark.parametrize("kind", ["maetok", "vmae"])
 def test_a_wrong_image_size_names_the_size_to_resize_to(comfy, kind):
     vae = load(comfy, kind)

@@ -124,7 +124,7 @@ class FakeHub:
     def __init__(self, monkeypatch):
         import huggingface_hub
 
-        self.created, self.uploaded = [], []
+        self.created, self.uploaded, self.tokens = [], [], []
         hub = self
 
         class Repo:
@@ -133,6 +133,7 @@ class FakeHub:
 
         def create_repo(api, repo_id, **kw):
             hub.created.append((repo_id, kw))
+            hub.tokens.append(api.token)
             return Repo(repo_id)
 
         def upload_folder(api, *, repo_id, folder_path, path_in_repo=None, **kw):
@@ -181,10 +182,11 @@ class FakeCards:
         from huggingface_hub import ModelCard
         from huggingface_hub.errors import EntryNotFoundError
 
-        self.text = None
+        self.text, self.tokens = None, []
         cards = self
 
         def load(cls, repo_id_or_path, **kw):
+            cards.tokens.append(kw.get("token"))
             if cards.text is None:
                 raise EntryNotFoundError("no README.md")
             return ModelCard(cards.text)
@@ -203,3 +205,23 @@ def test_a_card_edited_on_the_hub_survives_a_second_push(monkeypatch, tiny):
     second = hub.uploaded[1][2]["README.md"].decode()
     assert "My own words, edited on the Hub" in second
     assert second.count("- diffusers_mdiffae") == 1  # our tags are not added twice
+
+
+def test_push_to_hub_defaults_name_the_class_in_the_commit_and_open_no_pr(monkeypatch, tiny):
+    hub, cards = FakeHub(monkeypatch), FakeCards(monkeypatch)
+    tiny.push_to_hub("me/defaults")
+    _, _, files, kw = hub.uploaded[0]
+    assert kw == {"commit_message": "Upload AutoencoderMDiffAE", "create_pr": False}
+    assert hub.tokens == [None] and cards.tokens == [None]
+    assert "diffusion_pytorch_model.safetensors" in files
+
+
+def test_push_to_hub_passes_token_variant_format_message_and_pr(monkeypatch, tiny):
+    hub, cards = FakeHub(monkeypatch), FakeCards(monkeypatch)
+    tiny.push_to_hub(
+        "me/options", commit_message="mine", token="hf_test", create_pr=True, safe_serialization=False, variant="ema"
+    )
+    _, _, files, kw = hub.uploaded[0]
+    assert kw == {"commit_message": "mine", "create_pr": True}
+    assert hub.tokens == ["hf_test"] and cards.tokens == ["hf_test"]
+    assert sorted(files) == ["README.md", "config.json", "diffusion_pytorch_model.ema.bin"]

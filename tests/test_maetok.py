@@ -127,6 +127,14 @@ def test_decode_return_dict_false_and_forward(models, fixtures):
     assert recon.shape == (2, 3, 32, 32)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
+def test_token_distribution_kl_is_zero_per_sample_in_the_tokens_dtype(dtype):
+    from diffusers_mdiffae.models.autoencoders.autoencoder_maetok import TokenLatentDistribution
+
+    kl = TokenLatentDistribution(torch.ones(3, 8, 4, dtype=dtype)).kl()
+    assert kl.shape == (3,) and kl.dtype == dtype and not kl.any()
+
+
 def test_slicing_gives_the_same_results(models, fixtures):
     model, cases = models["maetok"], fixtures["maetok"][3]
     model.enable_slicing()
@@ -289,6 +297,38 @@ def test_original_config_it_cannot_build_is_refused(tmp_path, fixtures, edit, ne
     assert needle in msg
 
 
+def test_every_unbuildable_original_setting_is_listed_in_one_refusal(fixtures):
+    from diffusers_mdiffae.conversion.tokenizer_layouts import original_tokenizer_config_to_ours
+
+    config, overrides = dict(fixtures["maetok"][0]), fixtures["maetok"][1]
+    frozen = {**config, "enc_tuning_method": "frozen", "dec_tuning_method": "frozen"}
+    assert original_tokenizer_config_to_ours(frozen, "maetok", overrides)[0] == "AutoencoderMAETok"
+    bad = {
+        **config,
+        **{"enc_type": "cnn", "dec_type": "vae", "enc_tuning_method": "lora", "dec_tuning_method": "lokr"},
+        **{"to_pixel": "siren", "use_rope": False, "use_ape": False, "dec_cls_token": False, "repa": True},
+    }
+    with pytest.raises(CheckpointError) as err:
+        original_tokenizer_config_to_ours(bad, "maetok", overrides)
+    assert str(err.value) == (
+        "config.json describes a tokenizer this package cannot build:\n"
+        "  enc_type is 'cnn': only 'vit' tokenizers are supported\n"
+        "  enc_tuning_method 'lora': LoRA-wrapped weights are not supported\n"
+        "  dec_type is 'vae': only 'vit' tokenizers are supported\n"
+        "  dec_tuning_method 'lokr': LoRA-wrapped weights are not supported\n"
+        "  to_pixel 'siren': only the 'linear' pixel head is supported\n"
+        "  use_ape false without use_rope is not supported (the original then takes its axial-RoPE path, which fails)\n"
+        "  dec_cls_token false is not supported (no published model uses it)\n"
+        "  repa true is not supported (REPA weights belong to training)"
+    )
+    with pytest.raises(CheckpointError) as err:
+        original_tokenizer_config_to_ours({**config, "use_rope": True, "rope_mixed": False}, "maetok", overrides)
+    assert str(err.value) == (
+        "config.json describes a tokenizer this package cannot build:\n"
+        "  use_rope without rope_mixed (axial RoPE) is not supported: it fails in the original code too"
+    )
+
+
 def test_vit_overrides_only_for_original_folders(models, tmp_path):
     models["maetok"].save_pretrained(tmp_path)
     with pytest.raises(ValueError, match="vit_overrides applies only to original"):
@@ -340,6 +380,31 @@ def test_tiling_is_refused(models):
     with pytest.raises(NotImplementedError, match="1-D tokens"):
         models["maetok"].enable_tiling()
     assert models["maetok"].use_tiling is False
+
+
+@pytest.mark.parametrize("kind, cls", [("maetok", "AutoencoderMAETok"), ("softvq", "AutoencoderSoftVQ")])
+def test_tiling_refusal_names_the_class_the_token_count_and_the_alternative(kind, cls):
+    from fixtures.models import make_tiny_tokenizer
+
+    with pytest.raises(NotImplementedError) as err:
+        make_tiny_tokenizer(kind).enable_tiling(tile_sample_min_size=64)
+    assert str(err.value) == (
+        f"{cls} cannot tile: its latents are 8 1-D tokens that each describe the whole image, so there are no "
+        "spatial tiles to encode or decode separately; use enable_slicing() to save memory on large batches, "
+        "or a smaller batch"
+    )
+
+
+def test_denormalize_latents_undoes_the_token_normalisation():
+    from fixtures.models import make_tiny_tokenizer
+
+    model = make_tiny_tokenizer("softvq")  # vq_mean -0.00077168207, vq_std 0.07157949
+    mean, std = model.config.vq_mean, model.config.vq_std
+    assert (mean, std) == (-0.00077168207, 0.07157949)
+    z = torch.tensor([[[0.0, 1.0, -2.0]]], dtype=torch.float64)
+    want = torch.tensor([[[mean, std + mean, -2 * std + mean]]], dtype=torch.float64)
+    assert torch.allclose(model.denormalize_latents(z), want, rtol=0, atol=1e-12)
+    assert torch.allclose(model.denormalize_latents(model.normalize_latents(z)), z, rtol=0, atol=1e-12)
 
 
 # -- construction -----------------------------------------------------------------------------

@@ -125,6 +125,50 @@ def test_metadata_config_is_preferred_and_keeps_what_tensors_cannot_show(tmp_pat
         assert loaded.config[key] == value
 
 
+def test_the_semdis_posterior_kind_is_read_from_the_bottleneck_width():
+    model = make_tiny(family="semdisdiffae")
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    latent = model.config.latent_channels
+    rest = shapes["encoder.to_bottleneck.weight"][1:]
+    assert infer_config(shapes)[1]["bottleneck_posterior_kind"] == "diagonal_gaussian"
+    shapes["encoder.to_bottleneck.weight"] = (latent, *rest)
+    assert infer_config(shapes)[1]["bottleneck_posterior_kind"] == "deterministic"
+    shapes["encoder.to_bottleneck.weight"] = (3 * latent, *rest)
+    with pytest.raises(CheckpointError) as e:
+        infer_config(shapes, "m.safetensors")
+    assert str(e.value) == (
+        f"m.safetensors: encoder.to_bottleneck.weight has {3 * latent} output channels; a SemDisDiffAE encoder has "
+        f"{2 * latent} (mean and log-SNR of {latent} latent channels) or {latent} (deterministic)"
+    )
+
+
+def test_inferred_sizes_follow_the_patch():
+    config = infer_config({k: tuple(v.shape) for k, v in make_tiny().state_dict().items()})[1]
+    assert config["patch_size"] == 16 and config["block_out_channels"] == [32] * 5 and config["sample_size"] == 512
+
+
+def test_saved_metadata_holds_the_public_config_and_the_class_name_only(tmp_path):
+    from safetensors import safe_open
+
+    model = make_tiny(family="semdisdiffae")
+    assert "_use_default_values" in dict(model.config)  # a private key the file must not carry
+    save_single_file(model, tmp_path / "m.safetensors")
+    with safe_open(str(tmp_path / "m.safetensors"), framework="pt") as f:
+        config = json.loads(f.metadata()[METADATA_KEY])
+    public = {k: list(v) if isinstance(v, tuple) else v for k, v in model.config.items() if not k.startswith("_")}
+    assert config == {**public, "_class_name": "AutoencoderSemDisDiffAE"}
+
+
+def test_saved_without_config_the_file_has_no_metadata(tmp_path):
+    from safetensors import safe_open
+
+    model = make_tiny()
+    save_single_file(model, tmp_path / "m.safetensors", with_config=False)
+    with safe_open(str(tmp_path / "m.safetensors"), framework="pt") as f:
+        assert f.metadata() is None
+    assert same_weights(load_single_file(tmp_path / "m.safetensors"), model)
+
+
 def test_published_config_in_metadata_is_read(tmp_path):
     from test_convert import ORIGINAL
 
@@ -161,6 +205,30 @@ def test_an_sd_vae_is_refused_naming_what_is_missing(tmp_path):
     assert str(e.value) == (
         "vae.safetensors is not an mDiffAE-family checkpoint: it has no decoder.patchify.proj.weight "
         "(an SD/FLUX VAE has decoder.conv_in.weight: load it with the stock Load VAE node)"
+    )
+
+
+@pytest.mark.parametrize(
+    "name, hint",
+    [
+        (
+            "first_stage_model.decoder.conv_in.weight",
+            " (an SD/FLUX VAE has decoder.conv_in.weight: load it with the stock Load VAE node)",
+        ),
+        ("model.diffusion_model.input_blocks.0.0.weight", " (it holds a diffusion model, not an autoencoder)"),
+        ("diffusion_model.input_blocks.0.0.weight", " (it holds a diffusion model, not an autoencoder)"),
+        ("lora_unet_down_blocks_0.lora_up.weight", " (it holds LoRA weights)"),
+        ("unet.to_q.LoRA_A.weight", " (it holds LoRA weights)"),
+        ("encoder.blocks.0.weight", ""),
+    ],
+)
+def test_a_foreign_file_is_refused_saying_what_it_probably_is(tmp_path, name, hint):
+    path = tmp_path / "other.safetensors"
+    save_file({name: torch.zeros(2, 2), "extra.bias": torch.zeros(2)}, str(path))
+    with pytest.raises(CheckpointError) as e:
+        load_single_file(path)
+    assert str(e.value) == (
+        f"other.safetensors is not an mDiffAE-family checkpoint: it has no decoder.patchify.proj.weight{hint}"
     )
 
 

@@ -218,6 +218,143 @@ def test_unsupported_variant_is_named():
         config_from_state_dict(state, None, HEADS)
 
 
+def _z(*shape):
+    return torch.zeros(*shape)
+
+
+@pytest.mark.parametrize(
+    "state, problem",
+    [
+        ({"cls_token": _z(1, 1, 8)}, "it has a class token (trained with no_cls=False)"),
+        (
+            {"to_latent.layers.0.weight": _z(4, 8)},
+            "its latent maps are MLPs (a down_nonlinear factory such as mae_for_ldmae_f8d16)",
+        ),
+        (
+            {"from_latent.layers.0.weight": _z(8, 4)},
+            "its latent maps are MLPs (a down_nonlinear factory such as mae_for_ldmae_f8d16)",
+        ),
+        (
+            {"to_latent.weight": _z(4, 8), "from_latent.weight": _z(8, 4)},
+            "its encoder predicts the latent itself, not a mean and a log-variance (trained without kl_loss_weight)",
+        ),
+        ({"decoder_pred.weight": _z(192, 8)}, "its pixel head is a plain Linear (trained without smooth_output)"),
+        (
+            {"decoder_pred.conv_smoother.weight": _z(3, 3, 3, 3)},
+            "its pixel head is a convolution (trained with pred_with_conv)",
+        ),
+        ({"blocks.1.conv.weight": _z(8, 8, 3, 3)}, "it has Down/Upsample blocks (a gradual_resol model)"),
+        ({"decoder_blocks.0.conv.weight": _z(8, 8, 3, 3)}, "it has Down/Upsample blocks (a gradual_resol model)"),
+    ],
+)
+def test_each_unsupported_variant_is_named_with_the_supported_one(state, problem):
+    state = {"patch_embed.proj.weight": _z(8, 3, 8, 8), "from_latent.weight": _z(8, 4), **state}
+    with pytest.raises(CheckpointError) as info:
+        config_from_state_dict(state, None, HEADS)
+    assert str(info.value) == (
+        f"unsupported LDMAE variant: {problem}; AutoencoderVMAE implements mae_for_ldmae_f8d16_prev"
+    )
+
+
+def test_a_supported_variant_with_both_pixel_head_parts_is_not_refused(fixture):
+    state = fixture[0]
+    assert "decoder_pred.conv_smoother.weight" in state and "decoder_pred.linear_pred.weight" in state
+    assert config_from_state_dict(state, None, HEADS)["latent_dim"] == 4
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda s: s.pop("pos_embed"), "the checkpoint has no pos_embed tensor, which every VMAE has"),
+        (
+            lambda s: s.update({"pos_embed": _z(16, 24)}),
+            "pos_embed has shape [16, 24], expected 3 dimensions",
+        ),
+        (
+            lambda s: s.update({"patch_embed.proj.weight": _z(24, 3, 8, 4)}),
+            "patch_embed.proj.weight has a non-square kernel 8x4",
+        ),
+        (lambda s: s.update({"pos_embed": _z(1, 15, 24)}), "pos_embed holds 15 tokens, not a square grid"),
+        (
+            lambda s: s.update({"blocks.5.norm1.weight": _z(24)}),
+            "blocks block indices are not 0..2: [0, 1, 5]",
+        ),
+    ],
+)
+def test_a_state_dict_of_another_shape_is_refused_naming_the_tensor(fixture, edit, message):
+    state = dict(fixture[0])
+    edit(state)
+    with pytest.raises(CheckpointError) as info:
+        config_from_state_dict(state, None, HEADS)
+    assert str(info.value) == message
+
+
+def _refused(call, *args):
+    with pytest.raises(CheckpointError) as info:
+        call(*args)
+    return str(info.value)
+
+
+def test_what_is_not_a_state_dict_is_refused_saying_what_it_holds():
+    assert _refused(select_state_dict, [1, 2], "c.pth") == "c.pth: holds a list, not a checkpoint dictionary"
+    assert _refused(select_state_dict, {"model": {"epoch": 3}, "lr": 0.1}, "c.pth") == (
+        "c.pth: entry 'model' holds no tensors (keys: ['lr', 'model'])"
+    )
+    mixed = {"state_dict": {"w": torch.zeros(1), "step": 3, 7: torch.zeros(1)}}
+    assert _refused(select_state_dict, mixed, "c.pth") == (
+        "c.pth: entry 'state_dict' mixes tensors with other values: ['7', 'step']"
+    )
+    name, state = select_state_dict({"state_dict": {"module.w": torch.zeros(1), "module.b": torch.zeros(1)}})
+    assert name == "state_dict" and sorted(state) == ["b", "w"]
+
+
+def test_finding_the_pth_of_a_folder(tmp_path):
+    from diffusers_mdiffae.conversion.vmae_pth import find_vmae_pth
+
+    (tmp_path / "notes.txt").write_text("x")
+    assert (
+        _refused(find_vmae_pth, tmp_path / "notes.txt")
+        == f"{tmp_path / 'notes.txt'}: not a .pth checkpoint or a model folder"
+    )
+    assert find_vmae_pth(tmp_path) is None
+    (tmp_path / "b.pth").write_bytes(b"")
+    assert find_vmae_pth(tmp_path) == tmp_path / "b.pth"
+    assert find_vmae_pth(tmp_path / "b.pth") == tmp_path / "b.pth"
+    (tmp_path / "a.PT").write_bytes(b"")
+    assert _refused(find_vmae_pth, tmp_path) == (
+        f"{tmp_path} holds several checkpoints ['a.PT', 'b.pth']; pass the file to load"
+    )
+    (tmp_path / "config.json").write_text("{}")
+    assert find_vmae_pth(tmp_path) is None
+    assert find_vmae_pth(tmp_path / "missing") is None
+
+
+def test_unreadable_files_are_refused_naming_the_file(tmp_path):
+    from diffusers_mdiffae.conversion.vmae_pth import load_latent_stats
+
+    assert _refused(read_vmae_pth, tmp_path / "none.pth") == f"{tmp_path / 'none.pth'}: no such file"
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"")
+    assert _refused(read_vmae_pth, junk).startswith(f"{junk}: cannot read it as a torch checkpoint (")
+    assert _refused(load_latent_stats, junk).startswith(f"{junk}: cannot read it as a torch file (")
+    stats = tmp_path / "stats.pt"
+    torch.save({"mean": torch.zeros(4)}, stats)
+    assert _refused(load_latent_stats, stats) == (
+        f"{stats}: expected a dict with tensors 'mean' and 'std' (LDMAE's latents_stats.pt)"
+    )
+    torch.save({"mean": torch.zeros(4), "std": torch.tensor([1.0, 1.0, 0.0, 1.0])}, stats)
+    assert _refused(load_latent_stats, stats) == f"{stats}: 'mean'/'std' must be finite, of one length, std > 0"
+
+
+def test_the_mlp_width_is_read_from_the_first_block(fixture):
+    state = dict(fixture[0])
+    embed = state["patch_embed.proj.weight"].shape[0]
+    state["blocks.0.mlp.fc1.weight"] = torch.zeros(2 * embed, embed)
+    assert config_from_state_dict(state, None, HEADS)["mlp_ratio"] == 2.0
+    del state["blocks.0.mlp.fc1.weight"]
+    assert config_from_state_dict(state, None, HEADS)["mlp_ratio"] == 4.0
+
+
 def test_a_bare_state_dict_is_accepted_too():
     name, state = select_state_dict({"module.pos_embed": torch.zeros(1)})
     assert name == "(top level)" and list(state) == ["pos_embed"]
@@ -328,6 +465,57 @@ def test_convert_function_writes_atomically_and_refuses_verify(pth, tmp_path, ca
     assert "--verify needs the original code" in capsys.readouterr().err
 
 
+def test_convert_function_keeps_an_existing_folder_unless_told_to_replace_it(pth, tmp_path):
+    out = convert_vmae_pth(pth, tmp_path / "o", **HEADS)
+    (out / "marker").write_text("old")
+    with pytest.raises(FileExistsError):
+        convert_vmae_pth(pth, out, **HEADS)
+    assert (out / "marker").is_file()
+    convert_vmae_pth(pth, out, overwrite=True, **HEADS)
+    assert not (out / "marker").exists() and (out / "config.json").is_file()
+
+
+def test_convert_function_applies_latent_stats_and_dtype(pth, tmp_path):
+    stats = tmp_path / "latents_stats.pt"
+    torch.save({"mean": torch.arange(4.0), "std": torch.full((4,), 0.5)}, stats)
+    out = convert_vmae_pth(pth, tmp_path / "o", torch_dtype=torch.bfloat16, latent_stats=stats, **HEADS)
+    config = json.loads((out / "config.json").read_text())
+    assert config["latents_mean"] == [0.0, 1.0, 2.0, 3.0] and config["latents_std"] == [0.5] * 4
+    with safe_open(str(out / "diffusion_pytorch_model.safetensors"), framework="pt") as f:
+        assert {f.get_slice(k).get_dtype() for k in f.keys()} == {"BF16"}  # noqa: SIM118
+
+
+def test_a_checkpoint_with_another_global_is_refused_with_the_whole_explanation(fixture, tmp_path):
+    import datetime
+
+    path = tmp_path / "dated.pth"
+    torch.save({"model": dict(fixture[0]), "args": datetime.date(2024, 1, 1)}, path)
+    with pytest.raises(CheckpointError) as info:
+        read_vmae_pth(path)
+    assert str(info.value) == (
+        f"{path}: refused to unpickle: it references ['datetime.date']. A VMAE checkpoint needs only tensors, "
+        "plain containers and argparse.Namespace; anything else could run code on this machine, so the file was "
+        "not loaded and nothing in it ran. If you trust its origin, re-save just the weights from trusted code, "
+        "e.g. torch.save(checkpoint['model'], 'weights.pth'), or convert them to safetensors"
+    )
+
+
+def test_torch_refusal_is_reduced_to_its_last_reason_without_the_allowlisting_advice():
+    from diffusers_mdiffae.conversion.vmae_pth import _torch_reason
+
+    error = pickle.UnpicklingError(
+        "Weights only load failed.\nTrying to load a legacy file.\n\n"
+        "Unsupported operand 149. Please use `torch.serialization.add_safe_globals` to allow it.\n"
+        "Re-running with weights_only=False will run arbitrary code.\n"
+    )
+    assert _torch_reason(error) == "Unsupported operand 149"
+    assert _torch_reason(pickle.UnpicklingError("Unsupported global: GLOBAL a.b and GLOBAL a.b")) == (
+        "it references ['a.b']"
+    )
+    assert _torch_reason(RuntimeError("")) == "RuntimeError"
+    assert _torch_reason(EOFError("see weights_only\n   \n")) == "EOFError"
+
+
 # -- input checks ---------------------------------------------------------------------------------
 
 
@@ -346,6 +534,32 @@ def test_bad_images_are_refused_with_the_fix(model, x, message):
         model.encode(x)
 
 
+def test_image_and_latent_refusals_in_full():
+    from diffusers_mdiffae.models.autoencoders.autoencoder_vmae import check_vmae_images, check_vmae_latents
+
+    def refusal(check, *args):
+        with pytest.raises(ValueError) as info:
+            check(*args)
+        return str(info.value)
+
+    assert refusal(check_vmae_images, torch.zeros(1, 4, 32, 32), 3, 32) == (
+        "images must have 3 channels in dim 1, got shape (1, 4, 32, 32); pass NCHW RGB (convert grayscale/RGBA to "
+        "RGB, permute NHWC with x.permute(0, 3, 1, 2))"
+    )
+    assert refusal(check_vmae_images, torch.zeros(1, 3, 48, 40), 3, 32) == (
+        "images must be exactly 32x32 (the position tables are fixed), got 48x40; resize or centre-crop first, "
+        "e.g. torch.nn.functional.interpolate(x, size=(32, 32), mode='bicubic', antialias=True), or crop the "
+        "centre square and resize it as LDMAE does"
+    )
+    assert refusal(check_vmae_latents, torch.zeros(1, 8, 4, 4), 4, 4, 8) == (
+        "latents must have 4 channels in dim 1, got shape (1, 8, 4, 4); were they produced by a different "
+        "autoencoder (or are they the 2x-channel moments? take DiagonalGaussianDistribution(moments).mode())"
+    )
+    assert refusal(check_vmae_latents, torch.zeros(1, 4, 6, 5), 4, 4, 8) == (
+        "latents must be on the fixed 4x4 grid (images of 32x32), got 6x5; this model cannot decode other sizes"
+    )
+
+
 @pytest.mark.parametrize(
     "z, message",
     [
@@ -357,6 +571,18 @@ def test_bad_images_are_refused_with_the_fix(model, x, message):
 def test_bad_latents_are_refused_with_the_fix(model, z, message):
     with pytest.raises(ValueError, match=message):
         model.decode(z)
+
+
+def test_tiling_refusal_names_the_class_the_size_and_the_alternatives():
+    from fixtures.models import make_tiny_tokenizer
+
+    with pytest.raises(NotImplementedError) as err:
+        make_tiny_tokenizer("vmae").enable_tiling()
+    assert str(err.value) == (
+        "AutoencoderVMAE cannot tile: its position tables are checkpoint weights for exactly one 256x256 image, so "
+        "a tile would be encoded as if it were a whole image. Resize or centre-crop inputs to 256x256; use "
+        "enable_slicing() to bound memory for large batches."
+    )
 
 
 def test_tiling_is_refused_and_slicing_gives_the_same_result(model, fixture):
@@ -371,6 +597,49 @@ def test_tiling_is_refused_and_slicing_gives_the_same_result(model, fixture):
         finally:
             model.disable_slicing()
     assert torch.allclose(whole, sliced, atol=1e-6)
+
+
+VALID = {
+    **dict.fromkeys(("in_chans", "depth", "num_heads", "decoder_depth", "decoder_num_heads", "latent_dim"), 1),
+    **{"img_size": 16, "patch_size": 8, "embed_dim": 4, "decoder_embed_dim": 4, "mlp_ratio": 0.25},
+    **{"norm_layer_eps": 1e-6, "scaling_factor": 1.0, "latents_mean": [0.0], "latents_std": [1.0]},
+}
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        *[({k: 0}, f"{k} must be >= 1, got 0") for k in ("img_size", "patch_size", "in_chans", "embed_dim", "depth")],
+        *[
+            ({k: 0}, f"{k} must be >= 1, got 0")
+            for k in ("num_heads", "decoder_embed_dim", "decoder_depth", "decoder_num_heads", "latent_dim")
+        ],
+        ({"img_size": 20}, "img_size (20) must be a multiple of patch_size (8)"),
+        (
+            {"decoder_embed_dim": 8},
+            "decoder_embed_dim (8) must equal embed_dim (4): LDMAE's VMAE maps the latent to decoder_embed_dim and "
+            "then applies decoder_embed, a Linear(embed_dim, decoder_embed_dim)",
+        ),
+        ({"num_heads": 3}, "embed_dim (4) must be divisible by num_heads (3)"),
+        ({"decoder_num_heads": 3}, "decoder_embed_dim (4) must be divisible by decoder_num_heads (3)"),
+        ({"mlp_ratio": 0.0}, "mlp_ratio must be > 0, got 0.0"),
+        ({"mlp_ratio": 0.2}, "mlp_ratio must be > 0, got 0.2"),
+        ({"norm_layer_eps": 0.0}, "norm_layer_eps must be > 0, got 0.0"),
+        ({"scaling_factor": 0.0}, "scaling_factor must not be 0"),
+        ({"latents_std": None}, "latents_mean and latents_std must be given together (or both left None)"),
+        ({"latents_mean": [0.0, 1.0]}, "latents_mean must hold 1 finite numbers (one per latent channel)"),
+        ({"latents_std": [float("inf")]}, "latents_std must hold 1 finite numbers (one per latent channel)"),
+        ({"latents_std": [True]}, "latents_std must hold 1 finite numbers (one per latent channel)"),
+        ({"latents_std": [0.0]}, "latents_std must be > 0 in every channel"),
+    ],
+)
+def test_each_bad_config_value_is_refused_with_its_sentence(edit, message):
+    from diffusers_mdiffae.models.autoencoders.autoencoder_vmae import check_vmae_config
+
+    check_vmae_config(dict(VALID))  # every bound is inclusive at its smallest valid value
+    with pytest.raises(ValueError) as info:
+        check_vmae_config({**VALID, **edit})
+    assert str(info.value) == message
 
 
 def test_bad_configs_are_refused():

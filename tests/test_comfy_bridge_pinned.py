@@ -1,0 +1,224 @@
+"""comfy_bridge pinned: the memory estimates ComfyUI splits batches by (against their formulas worked
+by hand), the node-input sentences for every kind of range, and the IMAGE layout's clamping."""
+
+import pytest
+import torch
+from fixtures.models import make_tiny
+
+import diffusers_mdiffae as pkg
+from diffusers_mdiffae.comfy_bridge import (
+    ComfyMDiffAEModule,
+    ComfyTokenizerModule,
+    InputSpec,
+    check_values,
+    model_to_image,
+)
+
+# -- mDiffAE: decode_memory / encode_memory ---------------------------------------------------------
+
+# make_tiny(): model_dim 32, mlp_ratio 2, patch 16, 3 channels: per position
+# int(32 * 2) * 6 + 6 * 16**2 * 3 = 384 + 4608 = 4992 values.
+PER_POSITION = 4992
+
+
+def test_decode_memory_is_the_activation_estimate_per_position_doubled_for_pdg():
+    module = ComfyMDiffAEModule(make_tiny())
+    # 2 latents of 3x5 positions, float32 (4 bytes); PDG runs the batch twice
+    assert module.decode_memory((2, 64, 3, 5), torch.float32) == 2 * 2 * 15 * PER_POSITION * 4 == 1198080
+    assert module.decode_memory((2, 64, 3, 5), torch.float32, pdg=False) == 2 * 15 * PER_POSITION * 4 == 599040
+    assert module.decode_memory((1, 64, 4, 4), torch.bfloat16) == 1 * 2 * 16 * PER_POSITION * 2 == 319488
+    # only [B, C, h, w] is read: a longer shape does not change the estimate
+    assert module.decode_memory(torch.Size((1, 64, 4, 4, 7)), torch.bfloat16) == 319488
+
+
+def test_decode_memory_follows_the_model_width_and_patch():
+    module = ComfyMDiffAEModule(
+        make_tiny(model_dim=48, mlp_ratio=3.0, patch_size=8, block_out_channels=(8, 8, 8, 8), latent_channels=8)
+    )
+    # int(48 * 3) * 6 + 6 * 8**2 * 3 = 864 + 1152 = 2016 values per position
+    assert module.decode_memory((1, 8, 2, 3), torch.float32, pdg=False) == 6 * 2016 * 4 == 48384
+
+
+def test_encode_memory_is_a_single_pass_over_the_patch_grid_rounded_up():
+    module = ComfyMDiffAEModule(make_tiny())
+    # a 40x72 image covers ceil(40/16) x ceil(72/16) = 3 x 5 patches; no PDG when encoding
+    assert module.encode_memory((2, 3, 40, 72), torch.float32) == 2 * 15 * PER_POSITION * 4 == 599040
+    assert module.encode_memory((1, 3, 64, 64), torch.bfloat16) == 16 * PER_POSITION * 2 == 159744
+    assert module.encode_memory(torch.Size((1, 3, 64, 64, 1)), torch.bfloat16) == 159744
+
+
+# -- MAETok / SoftVQ-VAE / VMAE: memory ---------------------------------------------------------------
+
+
+def _maetok(enc_dim, enc_heads, dec_dim, dec_heads):
+    torch.manual_seed(0)
+    return pkg.AutoencoderMAETok(
+        image_size=32,
+        enc_patch_size=8,
+        dec_patch_size=16,
+        encoder_embed_dim=enc_dim,
+        encoder_depth=1,
+        encoder_num_heads=enc_heads,
+        decoder_embed_dim=dec_dim,
+        decoder_depth=1,
+        decoder_num_heads=dec_heads,
+        num_latent_tokens=8,
+        codebook_embed_dim=4,
+    )
+
+
+@pytest.mark.parametrize("widest", ["encoder", "decoder"])
+def test_tokenizer_memory_uses_the_widest_vit_the_encoder_patch_and_the_most_heads(widest):
+    dims = (48, 6, 32, 8) if widest == "encoder" else (32, 8, 48, 6)
+    module = ComfyTokenizerModule(_maetok(*dims))
+    # widest 48 * mlp 4 -> 192 * 6 = 1152; encoder patch 8: 6 * 8 * 8 * 3 = 1152;
+    # n = (32 / 8)**2 + 8 tokens = 24; most heads 8: 8 * 24 = 192 -> 2496 values per token
+    assert module.memory(3, torch.float32) == 3 * 24 * 2496 * 4 == 718848
+
+
+def _vmae(enc_heads=12, dec_heads=12):
+    torch.manual_seed(0)
+    return pkg.AutoencoderVMAE(
+        img_size=32,
+        patch_size=8,
+        embed_dim=24,
+        depth=1,
+        num_heads=enc_heads,
+        decoder_embed_dim=24,
+        decoder_depth=1,
+        decoder_num_heads=dec_heads,
+        latent_dim=4,
+    )
+
+
+@pytest.mark.parametrize("enc_heads, dec_heads", [(12, 6), (6, 12)])
+def test_vmae_memory_has_no_latent_tokens_and_counts_the_most_heads(enc_heads, dec_heads):
+    module = ComfyTokenizerModule(_vmae(enc_heads, dec_heads))
+    # 24 * 4 -> 96 * 6 = 576; 6 * 8 * 8 * 3 = 1152; n = (32 / 8)**2 = 16; 12 heads * 16 = 192 -> 1920
+    assert module.memory(2, torch.bfloat16) == 2 * 16 * 1920 * 2 == 122880
+
+
+# -- node input sentences -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "spec, value, message",
+    [
+        (InputSpec("n", "INT", max=3), 5, "n must be a whole number of at most 3, got 5."),
+        (InputSpec("x", "FLOAT", max=2.5), 3.0, "x must be a number of at most 2.5, got 3.0."),
+        (InputSpec("n", "INT", min=1), 0, "n must be a whole number of at least 1, got 0."),
+        (InputSpec("n", "INT", min=10**7), 1, "n must be a whole number of at least 10000000, got 1."),
+        (InputSpec("n", "INT", min=0, max=10**7), -1, "n must be a whole number from 0 to 10000000, got -1."),
+        (InputSpec("x", "FLOAT", min=0.25, max=1e7), -1, "x must be a number from 0.25 to 1e+07, got -1."),
+        (InputSpec("n", "INT"), "a", "n must be a whole number, got 'a'."),
+        (InputSpec("x", "FLOAT"), float("inf"), "x must be a number, got inf."),
+    ],
+)
+def test_a_number_out_of_range_is_refused_naming_exactly_the_bounds_it_has(spec, value, message):
+    assert check_values([spec], {spec.name: value}) == message
+
+
+def test_choices_are_listed_as_they_print_and_counted_only_past_twelve():
+    numbers = InputSpec("size", "COMBO", options=(256, 512))
+    assert check_values([numbers], {"size": 3}) == "size 3 is not one of its choices: 256, 512."
+    paths = InputSpec("file", "COMBO", options=(pkg.DEMO_MODEL_DIR.parent,))
+    assert check_values([paths], {"file": "x"}) == f"file 'x' is not one of its choices: {pkg.DEMO_MODEL_DIR.parent}."
+    twelve = InputSpec("ckpt", "COMBO", options=tuple(f"f{i}" for i in range(12)))
+    assert check_values([twelve], {"ckpt": "zz"}).endswith(", 'f10', 'f11'.")
+    thirteen = InputSpec("ckpt", "COMBO", options=tuple(f"f{i}" for i in range(13)))
+    assert check_values([thirteen], {"ckpt": "zz"}).endswith(", 'f10', 'f11', ... (13 in all).")
+
+
+# -- layouts ----------------------------------------------------------------------------------------
+
+
+def test_model_to_image_clamps_to_the_unit_range():
+    x = torch.tensor([-3.0, -1.0, 0.0, 0.5, 1.0, 3.0]).view(1, 1, 1, 6).expand(1, 3, 1, 6)
+    image = model_to_image(x)
+    assert image.shape == (1, 1, 6, 3) and image.dtype == torch.float32
+    assert image[0, 0, :, 0].tolist() == [0.0, 0.0, 0.5, 0.75, 1.0, 1.0]
+
+
+# -- what a wrong file or a wrong tensor is told ------------------------------------------------------
+
+
+def _refusal(fn, *args):
+    with pytest.raises(ValueError) as info:
+        fn(*args)
+    return str(info.value)
+
+
+def test_a_folder_of_another_kind_is_refused_naming_what_its_config_describes(tmp_path):
+    import json
+
+    from diffusers_mdiffae.comfy_bridge import describe_checkpoint, load_any
+
+    folder = tmp_path / "sdvae"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"_class_name": "AutoencoderKL"}))
+    assert _refusal(describe_checkpoint, folder) == (
+        "sdvae is not an mDiffAE-family checkpoint: its config.json describes AutoencoderKL "
+        "(use the stock Load VAE node for other VAEs)"
+    )
+    (folder / "config.json").write_text("{}")
+    assert _refusal(load_any, folder / "weights.safetensors").startswith(
+        "weights.safetensors is not an mDiffAE-family checkpoint: its config.json describes an unknown model"
+    )
+    (folder / "config.json").write_text("{broken")
+    assert _refusal(describe_checkpoint, folder) == "sdvae: its folder's config.json cannot be read as JSON"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert _refusal(load_any, empty) == (
+        "empty is not an mDiffAE-family checkpoint: expected a .safetensors file or a folder with config.json "
+        "and the weights (save_pretrained's layout, or a published snapshot)"
+    )
+
+
+def test_a_tokenizer_path_of_another_kind_is_refused_with_what_to_do(tmp_path):
+    import json
+
+    from diffusers_mdiffae.comfy_bridge import load_tokenizer, tokenizer_class_name
+
+    assert _refusal(tokenizer_class_name, tmp_path, "vq") == "kind 'vq' is not one of auto, maetok, softvq, vmae"
+    folder = tmp_path / "tok"
+    folder.mkdir()
+    assert _refusal(tokenizer_class_name, folder) == (
+        "tok is not a tokenizer checkpoint: expected an LDMAE .pth file or a folder with config.json and "
+        "model.safetensors (an original MAETok/SoftVQ-VAE repository, or save_pretrained's layout)"
+    )
+    (folder / "config.json").write_text(json.dumps({"image_size": 256}))
+    assert _refusal(tokenizer_class_name, folder) == "tok: expected one .safetensors file next to config.json, found 0"
+    (folder / "model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{broken}")
+    assert _refusal(tokenizer_class_name, folder).startswith("model.safetensors: not a readable safetensors file (")
+    (folder / "config.json").write_text(json.dumps({"_class_name": "AutoencoderMDiffAE"}))
+    assert _refusal(tokenizer_class_name, folder / "model.safetensors") == (
+        "model.safetensors is not a MAETok, SoftVQ-VAE or VMAE checkpoint: its config describes AutoencoderMDiffAE "
+        "(use the MDiffAE Loader for the mDiffAE family, the stock Load VAE node for others)"
+    )
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"not a checkpoint")
+    assert _refusal(load_tokenizer, junk).startswith("junk.pth: cannot load as AutoencoderVMAE: ")
+
+
+def test_an_image_of_another_layout_or_size_is_refused_with_the_size_to_use():
+    from diffusers_mdiffae.comfy_bridge import image_to_model
+
+    assert _refusal(image_to_model, torch.zeros(16, 32, 3)) == "IMAGE must be [B, H, W, C], got shape (16, 32, 3)"
+    module = ComfyTokenizerModule(_maetok(32, 2, 32, 2))
+    assert _refusal(module.check_image, torch.zeros(1, 3, 96, 128)) == (
+        "image is 128x96; AutoencoderMAETok takes 32x32 images only (its positions are learned for that size): "
+        "resize or crop to 32x32 first, e.g. with ImageScale"
+    )
+    assert _refusal(module.check_image, torch.zeros(5)).startswith("image is (5,); ")
+
+
+def test_a_latent_of_another_model_is_refused_with_the_layout_it_needs():
+    tokens = ComfyTokenizerModule(_maetok(32, 2, 32, 2))
+    assert _refusal(tokens.decode, torch.zeros(1, 64, 4, 4)) == (
+        "latent has shape (1, 64, 4, 4); AutoencoderMAETok decodes [B, d, L] tokens latents with 4 channels "
+        "(from VAE Encode with this VAE)"
+    )
+    assert _refusal(ComfyTokenizerModule(_vmae()).decode, torch.zeros(1, 4, 8)) == (
+        "latent has shape (1, 4, 8); AutoencoderVMAE decodes [B, C, h, w] latents with 4 channels "
+        "(from VAE Encode with this VAE)"
+    )

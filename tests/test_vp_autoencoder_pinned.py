@@ -1,0 +1,123 @@
+"""VPDiffusionAutoencoder pinned: what forward() samples and decodes with, and the distribution a
+sliced (or tiled) encode rebuilds, for the deterministic mDiffAE encoder and SemDisDiffAE's posterior."""
+
+import pytest
+import torch
+from fixtures.models import images, make_tiny
+
+from diffusers_mdiffae.models.norms import ChannelWiseRMSNorm
+
+
+def gen(seed):
+    return torch.Generator().manual_seed(seed)
+
+
+@torch.no_grad()
+def test_forward_decodes_the_posterior_mode_by_default():
+    model = make_tiny(seed=4, family="semdisdiffae", decoder_depth=3)  # a real posterior: a sample is not the mode
+    x = images(1, 16, 16)
+    want = model.decode(model.encode(x).latent).sample
+    assert torch.equal(model(x).sample, want)
+    assert torch.equal(model(x, sample_posterior=False).sample, want)
+
+
+@torch.no_grad()
+def test_forward_draws_the_posterior_sample_and_the_decoder_noise_from_the_generator():
+    model = make_tiny(seed=4, family="semdisdiffae", decoder_depth=3)
+    x = images(1, 16, 16)
+    g = gen(3)
+    z = model.encode(x).latent_dist.sample(generator=g)
+    want = model.decode(z, generator=g).sample
+    got = model(x, sample_posterior=True, generator=gen(3))
+    assert torch.equal(got.sample, want)
+    assert not torch.equal(want, model.decode(z).sample)  # the generator did reach the decoder
+    assert torch.equal(model(x, sample_posterior=True, return_dict=False, generator=gen(3))[0], want)
+
+
+@torch.no_grad()
+def test_a_sliced_encode_of_the_deterministic_encoder_has_zero_spread():
+    model = make_tiny()
+    model.enable_slicing()
+    dist = model.encode(images(2, 32, 32)).latent_dist
+    assert torch.equal(dist.std, torch.zeros_like(dist.std))
+    assert torch.equal(dist.var, torch.zeros_like(dist.var))
+    assert torch.equal(dist.sample(generator=gen(0)), dist.mode())
+
+
+@torch.no_grad()
+def test_a_tiled_encode_of_the_deterministic_encoder_has_zero_spread():
+    model = make_tiny()
+    model.enable_tiling(tile_sample_min_size=32, tile_overlap_factor=0.25)
+    dist = model.encode(images(1, 64, 64)).latent_dist
+    assert torch.equal(dist.std, torch.zeros_like(dist.std))
+
+
+@torch.no_grad()
+def test_a_sliced_semdis_encode_keeps_the_posterior_spread():
+    model = make_tiny(seed=4, family="semdisdiffae", decoder_depth=3)
+    x = images(2, 32, 32)
+    whole = model.encode(x).latent_dist
+    model.enable_slicing()
+    sliced = model.encode(x).latent_dist
+    assert torch.equal(sliced.mode(), whole.mode())
+    assert sliced.std.min() > 0.01 and torch.equal(sliced.std, whole.std)
+
+
+@torch.no_grad()
+def test_a_sliced_encode_of_a_deterministic_semdis_has_zero_spread():
+    model = make_tiny(seed=4, family="semdisdiffae", decoder_depth=3, bottleneck_posterior_kind="deterministic")
+    model.enable_slicing()
+    dist = model.encode(images(2, 32, 32)).latent_dist
+    assert torch.equal(dist.std, torch.zeros_like(dist.std))
+    assert torch.equal(dist.sample(generator=gen(0)), dist.mode())
+
+
+@torch.no_grad()
+def test_a_posterior_sample_draws_float32_noise_whatever_the_default_dtype():
+    model = make_tiny(seed=4, family="semdisdiffae", decoder_depth=3)
+    dist = model.encode(images(1, 32, 32)).latent_dist
+    want = dist.sample(generator=gen(5))
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        got = dist.sample(generator=gen(5))
+    finally:
+        torch.set_default_dtype(previous)
+    assert got.dtype == torch.float32 and torch.equal(got, want)
+
+
+@pytest.mark.parametrize("affine, text", [(True, "8, eps=1e-06, affine=True"), (False, "8, eps=1e-06, affine=False")])
+def test_channel_rms_norm_prints_its_settings(affine, text):
+    assert ChannelWiseRMSNorm(8, affine=affine).extra_repr() == text
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"tile_sample_min_size": 0}, "tile_sample_min_size must be a positive multiple of 16, got 0"),
+        ({"tile_sample_min_size": 8}, "tile_sample_min_size must be a positive multiple of 16, got 8"),
+        ({"tile_sample_min_size": 40}, "tile_sample_min_size must be a positive multiple of 16, got 40"),
+        ({"tile_sample_min_size": 32.0}, "tile_sample_min_size must be a positive multiple of 16, got 32.0"),
+        ({"tile_sample_min_size": True}, "tile_sample_min_size must be a positive multiple of 16, got True"),
+        ({"tile_overlap_factor": 1.0}, "tile_overlap_factor must be in [0, 1), got 1.0"),
+        ({"tile_overlap_factor": -0.25}, "tile_overlap_factor must be in [0, 1), got -0.25"),
+    ],
+)
+def test_bad_tiling_settings_are_refused_and_tiling_stays_off(kwargs, message):
+    model = make_tiny()
+    with pytest.raises(ValueError) as info:
+        model.enable_tiling(**kwargs)
+    assert str(info.value) == message
+    assert model.use_tiling is False
+
+
+def test_tiling_settings_at_their_bounds_are_kept():
+    model = make_tiny()
+    defaults = (model.tile_sample_min_size, model.tile_overlap_factor)
+    model.enable_tiling()
+    assert model.use_tiling is True and (model.tile_sample_min_size, model.tile_overlap_factor) == defaults
+    model.disable_tiling()
+    model.enable_tiling(tile_sample_min_size=16, tile_overlap_factor=0.0)
+    assert model.use_tiling is True and (model.tile_sample_min_size, model.tile_overlap_factor) == (16, 0.0)
+    model.enable_tiling(tile_overlap_factor=0.75)
+    assert (model.tile_sample_min_size, model.tile_overlap_factor) == (16, 0.75)
