@@ -126,6 +126,118 @@ def test_train_init_file_is_refused_naming_the_init_option(tmp_path, monkeypatch
     assert str(e.value) == (f"{init}: --init takes the folder that holds config.json, not a file (pass {init.parent})")
 
 
+def test_train_resume_latest_is_not_a_folder_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert _check_train_args(_train_args(tmp_path, resume="latest")) == tmp_path / "run"
+    with pytest.raises(CLIError) as e:
+        _check_train_args(_train_args(tmp_path, resume="nowhere"))
+    assert str(e.value) == "nowhere: no such checkpoint folder (--resume takes one, or 'latest')"
+
+
+def test_train_warns_only_when_warmup_exceeds_the_steps(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    _check_train_args(_train_args(tmp_path, warmup_steps=10, steps=10))
+    assert capsys.readouterr().err == ""
+    _check_train_args(_train_args(tmp_path, warmup_steps=11, steps=10))
+    assert capsys.readouterr().err == (
+        "note: --warmup-steps 11 exceeds --steps 10; the learning rate never reaches --lr\n"
+    )
+
+
+@pytest.fixture
+def recorded_train(monkeypatch):
+    """``train`` and ``export_skimage_photos`` replaced: records the config and the export folder."""
+    import diffusers_mdiffae.training as training
+
+    rec = {"train": [], "export": [], "raise": None}
+
+    def train(cfg, log=None):
+        rec["train"].append((cfg, log))
+        if rec["raise"]:
+            raise rec["raise"]
+
+    monkeypatch.setattr(training, "train", train)
+    monkeypatch.setattr(training, "export_skimage_photos", lambda folder: rec["export"].append(folder))
+    return rec
+
+
+def test_train_hands_every_option_to_the_training_config(tmp_path, monkeypatch, capsys, recorded_train):
+    from diffusers_mdiffae.training import TrainConfig
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "init").mkdir()
+    out = tmp_path / "out"
+    args = ["train", "--data", "skimage", "--output-dir", out, "--model-config", '{"model_dim": 64}']
+    args += ["--init", tmp_path / "init", "--resume", "latest", "--steps", "7", "--batch-size", "3"]
+    args += ["--crop", "32", "--lr", "0.01", "--warmup-steps", "2", "--ema-decay", "0.5", "--seed", "9"]
+    args += ["--mixed-precision", "bf16", "--gradient-checkpointing", "--checkpoint-every", "4"]
+    args += ["--preview-every", "5", "--exclude", "a.png", "b.png", "--permute-channels"]
+    args += ["--umd-ratio", "0.25", "--umd-mask-ratio", "0.5"]
+    assert cli(capsys, *args) == (0, "", "")
+    assert recorded_train["export"] == [str(out / "skimage_photos")]
+    assert recorded_train["train"] == [
+        (
+            TrainConfig(
+                data=str(out / "skimage_photos"),
+                output_dir=str(out),
+                model_config={"model_dim": 64},
+                init=str(tmp_path / "init"),
+                resume="latest",
+                steps=7,
+                batch_size=3,
+                crop=32,
+                lr=0.01,
+                seed=9,
+                mixed_precision="bf16",
+                gradient_checkpointing=True,
+                checkpoint_every=4,
+                preview_every=5,
+                exclude=["a.png", "b.png", "astronaut.png", "coffee.png", "rocket.png", "camera.png"],
+                ema_decay=0.5,
+                warmup_steps=2,
+                permute_channels=True,
+                objective={"umd_ratio": 0.25, "umd_mask_ratio": 0.5},
+            ),
+            cli_module.say,
+        )
+    ]
+
+
+def test_train_defaults_reach_the_training_config(tmp_path, capsys, recorded_train):
+    from diffusers_mdiffae.training import TrainConfig
+
+    data, out = tmp_path / "photos", tmp_path / "out"
+    data.mkdir()
+    assert cli(capsys, "train", "--data", data, "--output-dir", out) == (0, "", "")
+    assert recorded_train["export"] == []
+    cfg = recorded_train["train"][0][0]
+    assert cfg == TrainConfig(data=str(data), output_dir=str(out))
+    assert (cfg.model_config, cfg.exclude, cfg.objective) == ({}, [], {})
+
+
+@pytest.mark.parametrize(
+    ("model_config", "error", "line"),
+    [
+        (
+            True,
+            TypeError("__init__() got an unexpected keyword argument 'foo'"),
+            "error: --model-config: __init__() got an unexpected keyword argument 'foo'",
+        ),
+        (True, TypeError("boom"), "error: TypeError: boom"),
+        (False, TypeError("bad argument"), "error: TypeError: bad argument"),
+    ],
+)
+def test_train_names_model_config_only_for_its_own_type_errors(
+    tmp_path, capsys, recorded_train, model_config, error, line
+):
+    data = tmp_path / "photos"
+    data.mkdir()
+    recorded_train["raise"] = error
+    extra = ["--model-config", '{"foo": 1}'] if model_config else []
+    rc, _, err = cli(capsys, "train", "--data", data, "--output-dir", tmp_path / "out", *extra)
+    assert (rc, err) == (1, line + "\n")
+
+
 # -- argument types ----------------------------------------------------------------------------------
 
 
@@ -139,6 +251,17 @@ def test_int_at_least_accepts_the_bound_and_refuses_below_it_with_a_sentence():
     with pytest.raises(argparse.ArgumentTypeError) as e:
         at_least_5("five")
     assert str(e.value) == "expected an integer, got 'five'"
+
+
+def test_seed_accepts_zero_to_two_to_the_63_exclusive():
+    assert argtypes.seed_int("0") == 0 and argtypes.seed_int(str(2**63 - 1)) == 2**63 - 1
+    for bad in ("-1", str(2**63)):
+        with pytest.raises(argparse.ArgumentTypeError) as e:
+            argtypes.seed_int(bad)
+        assert str(e.value) == f"must be in [0, 2**63), got {bad}"
+    with pytest.raises(argparse.ArgumentTypeError) as e:
+        argtypes.seed_int("1.5")
+    assert str(e.value) == "expected an integer, got '1.5'"
 
 
 def test_json_object_names_the_type_it_got():
