@@ -1,0 +1,64 @@
+"""The evaluation's error picture, the training preview grid and the latest-checkpoint lookup,
+against hand computations."""
+
+import math
+import types
+
+import torch
+from PIL import Image
+
+from diffusers_mdiffae.evaluation import error_map
+from diffusers_mdiffae.training import latest_checkpoint
+from diffusers_mdiffae.training.loop import _preview
+
+
+def test_error_map_is_black_red_yellow_white_at_gain_4():
+    a = torch.full((1, 3, 1, 5), 0.5)
+    d = torch.tensor([0.0, 0.05, 0.25, 0.45, 1.0])  # mean |a - b| per pixel; error = 4 * d / 2 = 2 d
+    sign = torch.tensor([1.0, -1.0, 1.0, -1.0, 1.0])  # either direction counts
+    b = a + (sign * d).view(1, 1, 1, 5)
+    # e = [0, 0.1, 0.5, 0.9, 1 (clamped)]; R = 3e, G = 3e - 1, B = 3e - 2, each clamped to [0, 1], then * 2 - 1
+    expected = torch.tensor(
+        [
+            [-1.0, -0.4, 1.0, 1.0, 1.0],
+            [-1.0, -1.0, 0.0, 1.0, 1.0],
+            [-1.0, -1.0, -1.0, 0.4, 1.0],
+        ]
+    ).view(1, 3, 1, 5)
+    torch.testing.assert_close(error_map(a, b), expected, rtol=0, atol=1e-5)
+    torch.testing.assert_close(error_map(b, a), expected, rtol=0, atol=1e-5)
+    # gain 2 halves the error: e = [0, 0.05, 0.25, 0.45, 1]
+    g = error_map(a, b, gain=2.0)
+    torch.testing.assert_close(g[0, :, 0, 2], torch.tensor([0.5, -1.0, -1.0]), rtol=0, atol=1e-5)
+
+
+def test_error_map_mean_is_over_the_colour_channels():
+    a = torch.zeros(1, 3, 1, 1)
+    b = torch.tensor([0.3, 0.0, 0.0]).view(1, 3, 1, 1)  # mean 0.1 -> e = 0.2 -> R = 0.6
+    torch.testing.assert_close(error_map(a, b)[0, :, 0, 0], torch.tensor([0.2, -1.0, -1.0]), rtol=0, atol=1e-5)
+
+
+def test_preview_rows_are_original_then_reconstruction(tmp_path):
+    images = torch.zeros(2, 3, 4, 6)
+    images[0] = 1.0  # white first image, black second
+    images[1] = -1.0
+    recon = -images  # each reconstruction the opposite colour
+    probe = types.SimpleNamespace(reconstruct=lambda x: recon)
+    ema = types.SimpleNamespace(averaged_model=lambda model: probe)
+    path = tmp_path / "p.png"
+    value = _preview(object(), ema, images, path)
+    assert value == 10.0 * math.log10(4.0 / 4.0)
+    with Image.open(path) as im:
+        assert im.size == (12, 8)  # two images side by side, two rows
+        assert [im.getpixel(xy) for xy in ((0, 0), (6, 0), (0, 4), (6, 4))] == [
+            (255, 255, 255),
+            (0, 0, 0),
+            (0, 0, 0),
+            (255, 255, 255),
+        ]
+
+
+def test_latest_checkpoint_is_none_without_any(tmp_path):
+    assert latest_checkpoint(tmp_path) is None
+    (tmp_path / "checkpoints").mkdir()
+    assert latest_checkpoint(tmp_path) is None
