@@ -1,6 +1,7 @@
 """The training-photo builder, on fake sources made of temp files: none of the real packages is needed."""
 
 import bz2
+import gzip
 import json
 import pickle
 import struct
@@ -23,8 +24,9 @@ def _image(path, size=(320, 300), mode="RGB", color=(200, 60, 30)):
     return path
 
 
-def _qt_resources(path, files):
-    """A minimal Qt resource bundle (format 2) holding ``files`` ({"dir/name": (bytes, compress)})."""
+def _qt_resources(path, files, version=2):
+    """A minimal Qt resource bundle (format ``version``, 1 or 2) holding ``files`` ({"dir/name": (bytes, compress)})."""
+    pad = bytes(8) if version >= 2 else b""  # format 2 adds a modification time to every node
     nodes = [{"name": "", "children": {}}]  # index 0: root directory
 
     for key, (data, compress) in files.items():
@@ -51,14 +53,14 @@ def _qt_resources(path, files):
         names += struct.pack(">HI", len(n["name"]), 0) + n["name"].encode("utf-16-be")
         if "children" in n:
             kids = sorted(new[c] for c in n["children"].values())
-            tree += struct.pack(">IHII", name_off, 2, len(kids), kids[0] if kids else 0) + bytes(8)
+            tree += struct.pack(">IHII", name_off, 2, len(kids), kids[0] if kids else 0) + pad
         else:
             payload = struct.pack(">I", len(n["data"])) + zlib.compress(n["data"]) if n["compress"] else n["data"]
-            tree += struct.pack(">IHHHI", name_off, 1 if n["compress"] else 0, 0, 0, len(data)) + bytes(8)
+            tree += struct.pack(">IHHHI", name_off, 1 if n["compress"] else 0, 0, 0, len(data)) + pad
             data += struct.pack(">I", len(payload)) + payload
     header = 20
     path.parent.mkdir(parents=True, exist_ok=True)
-    blob = b"qres" + struct.pack(">IIII", 2, header, header + len(tree), header + len(tree) + len(data))
+    blob = b"qres" + struct.pack(">IIII", version, header, header + len(tree), header + len(tree) + len(data))
     path.write_bytes(blob + tree + data + names)
     return path
 
@@ -577,3 +579,35 @@ def test_cli_help_says_what_each_option_does(monkeypatch, capsys):
         "--only SOURCE [SOURCE ...] build only these sources (by name)",
     ):
         assert sentence in text, sentence
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_qt_resources_of_either_format_are_read(tmp_path, version):
+    bundle = _qt_resources(
+        tmp_path / "b.rcc",
+        {"a/x.txt": (b"plain", False), "a/b/y.bin": (b"packed" * 20, True), "z": (b"top", False)},
+        version=version,
+    )
+    assert ps.read_qt_resources(bundle) == {"a/x.txt": b"plain", "a/b/y.bin": b"packed" * 20, "z": b"top"}
+
+
+def test_a_file_that_is_not_a_qt_bundle_is_refused(tmp_path):
+    path = tmp_path / "x.rcc"
+    path.write_bytes(b"PK\x03\x04" + bytes(30))
+    with pytest.raises(ValueError) as e:
+        ps.read_qt_resources(path)
+    assert str(e.value) == f"{path}: not a Qt resource file"
+
+
+def _changelog(root, package, first_line: bytes):
+    doc = root / "usr/share/doc" / package
+    doc.mkdir(parents=True)
+    (doc / "changelog.Debian.gz").write_bytes(gzip.compress(first_line + b"\n\n  * more\n"))
+
+
+def test_debian_version_is_read_from_the_changelog_first_line(tmp_path):
+    _changelog(tmp_path, "pics", b"pics (1:2.0-1+b1) bookworm; urgency=medium \xff\xfe")  # stray bytes tolerated
+    _changelog(tmp_path, "odd", b"not a changelog header")
+    assert ps._debian_version("pics", tmp_path) == "1:2.0-1+b1"
+    assert ps._debian_version("odd", tmp_path) is None
+    assert ps._debian_version("absent", tmp_path) is None
