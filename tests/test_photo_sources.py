@@ -55,8 +55,9 @@ def _qt_resources(path, files, version=2):
             kids = sorted(new[c] for c in n["children"].values())
             tree += struct.pack(">IHII", name_off, 2, len(kids), kids[0] if kids else 0) + pad
         else:
-            payload = struct.pack(">I", len(n["data"])) + zlib.compress(n["data"]) if n["compress"] else n["data"]
-            tree += struct.pack(">IHHHI", name_off, 1 if n["compress"] else 0, 0, 0, len(data)) + pad
+            flags = {False: 0, True: 1, "zstd": 4}[n["compress"]]  # "zstd": stored as is, flagged zstd
+            payload = struct.pack(">I", len(n["data"])) + zlib.compress(n["data"]) if flags == 1 else n["data"]
+            tree += struct.pack(">IHHHI", name_off, flags, 0, 0, len(data)) + pad
             data += struct.pack(">I", len(payload)) + payload
     header = 20
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -585,10 +586,15 @@ def test_cli_help_says_what_each_option_does(monkeypatch, capsys):
 def test_qt_resources_of_either_format_are_read(tmp_path, version):
     bundle = _qt_resources(
         tmp_path / "b.rcc",
-        {"a/x.txt": (b"plain", False), "a/b/y.bin": (b"packed" * 20, True), "z": (b"top", False)},
+        {"a/x.txt": (b"plain", False), "a/b/y.bin": (b"packed" * 20, True), "z": (b"top", False), "q": (b"?", "zstd")},
         version=version,
     )
-    assert ps.read_qt_resources(bundle) == {"a/x.txt": b"plain", "a/b/y.bin": b"packed" * 20, "z": b"top"}
+    assert ps.read_qt_resources(bundle) == {
+        "a/x.txt": b"plain",
+        "a/b/y.bin": b"packed" * 20,
+        "z": b"top",
+        "q": None,  # zstd: not inflatable here
+    }
 
 
 def test_a_file_that_is_not_a_qt_bundle_is_refused(tmp_path):
