@@ -2,6 +2,7 @@
 pinned to their exact sentences and arguments (in-process, no model loaded)."""
 
 import argparse
+import json
 import types
 from pathlib import Path
 
@@ -321,3 +322,94 @@ def test_dataset_encoding_dir_lists_its_globals_and_lazy_names():
 
 def test_package_paths_point_into_the_package():
     assert diffusers_mdiffae.DEMO_MODEL_DIR == Path(diffusers_mdiffae.__file__).parent / "assets" / "demo_model"
+
+
+# -- eval: what it hands the evaluation and what it writes (the model and the evaluation replaced) ----
+
+
+@pytest.fixture
+def recorded_eval(monkeypatch):
+    import diffusers_mdiffae.evaluation as evaluation
+
+    rec = {"load": [], "evaluate": [], "skips": [], "report": None}
+
+    def evaluate_files(model, paths, out_dir, decode_kwargs=None, root=None, on_skip=None):
+        rec["evaluate"].append((model, list(paths), out_dir, decode_kwargs, root))
+        for name, reason in rec["skips"]:
+            on_skip(name, reason)
+        return rec["report"]
+
+    monkeypatch.setattr(cli_module, "load_model", lambda spec, dtype: rec["load"].append((spec, dtype)) or "MODEL")
+    monkeypatch.setattr(evaluation, "evaluate_files", evaluate_files)
+    return rec
+
+
+def _two_photos(folder):
+    from fixtures.hostile import photo
+
+    return [photo(folder / "a.png", 16, 16), photo(folder / "sub" / "b.png", 16, 16, seed=1)]
+
+
+def test_eval_folder_hands_over_model_options_and_writes_json_without_the_table(tmp_path, capsys, recorded_eval):
+    src = tmp_path / "photos"
+    a, b = _two_photos(src)
+    out = tmp_path / "pictures"
+    out.mkdir()  # an existing folder is fine
+    report = {"rows": [{"image": "a.png"}, {"image": "sub/b.png"}], "mean": {"psnr": 30.0}, "markdown": "TABLE"}
+    recorded_eval["report"] = report
+    js = src / "report.json"  # a .json inside the input folder is never read back as an image
+    args = ["eval", src, "--out", out, "--json", js, "--model", "m", "--dtype", "bfloat16", "--steps", "3"]
+    args += ["--seed", "5", "--pdg-strength", "1.5"]
+    rc, stdout, err = cli(capsys, *args)
+    assert (rc, err) == (0, "")
+    assert stdout == f"TABLE\nevaluated 2, skipped 0 ({src})\n"
+    assert recorded_eval["load"] == [("m", "bfloat16")]
+    model, paths, out_dir, decode_kwargs, root = recorded_eval["evaluate"][0]
+    assert (model, sorted(paths), out_dir, root) == ("MODEL", sorted([a, b]), out, src)
+    assert decode_kwargs == {
+        "num_inference_steps": 3,
+        "pdg_strength": 1.5,
+        "seed": 5,
+        "sampler": None,
+        "schedule": None,
+        "strength": None,
+    }
+    assert js.read_text() == json.dumps({"rows": report["rows"], "mean": report["mean"]}, indent=1)
+
+
+def test_eval_folder_skips_unreadable_files_and_fails_when_none_was_evaluated(tmp_path, capsys, recorded_eval):
+    src = tmp_path / "photos"
+    _two_photos(src)
+    recorded_eval["skips"] = [("a.png", "cannot read"), ("sub/b.png", "too small")]
+    rc, stdout, err = cli(capsys, "eval", src)
+    assert (rc, stdout) == (1, "")
+    assert err == (
+        "skipped a.png: cannot read\nskipped sub/b.png: too small\n"
+        f"error: {src}: nothing written, all 2 input(s) skipped\n"
+    )
+
+
+def test_eval_one_file_fails_with_its_reason(tmp_path, capsys, recorded_eval):
+    (a, _) = _two_photos(tmp_path / "photos")
+    recorded_eval["skips"] = [("a.png", "cannot read")]
+    rc, stdout, err = cli(capsys, "eval", a)
+    assert (rc, stdout, err) == (1, "", "error: a.png: cannot read\n")
+    assert recorded_eval["evaluate"][0][4] == a.parent  # names are relative to the file's folder
+
+
+def test_eval_one_file_prints_the_table_and_no_tally(tmp_path, capsys, recorded_eval):
+    (a, _) = _two_photos(tmp_path / "photos")
+    recorded_eval["report"] = {"rows": [{}], "markdown": "TABLE"}
+    assert cli(capsys, "eval", a) == (0, "TABLE\n", "")
+    assert recorded_eval["load"] == [(None, "float32")]
+
+
+def test_eval_refuses_a_file_for_out_and_a_folder_for_json(tmp_path, capsys, recorded_eval):
+    (a, _) = _two_photos(tmp_path / "photos")
+    taken = tmp_path / "taken.png"
+    taken.write_bytes(b"x")
+    rc, _, err = cli(capsys, "eval", a, "--out", taken)
+    assert (rc, err) == (1, f"error: {taken}: is a file; --out takes a folder for the pictures\n")
+    rc, _, err = cli(capsys, "eval", a, "--json", tmp_path)
+    assert (rc, err) == (1, f"error: {tmp_path}: is a folder; --json takes a file name\n")
+    assert recorded_eval["load"] == []
