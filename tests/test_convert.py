@@ -276,7 +276,9 @@ def test_from_pretrained_converts_a_local_original_snapshot(snapshot, original, 
 
 @pytest.mark.parametrize("family", ["semdisdiffae"])
 def test_from_pretrained_of_the_wrong_class_says_which_to_use(snapshot):
-    with pytest.raises(ValueError, match="holds a AutoencoderSemDisDiffAE, not a AutoencoderMDiffAE; load it with that class"):
+    with pytest.raises(
+        ValueError, match="holds a AutoencoderSemDisDiffAE, not a AutoencoderMDiffAE; load it with that class"
+    ):
         AutoencoderMDiffAE.from_pretrained(snapshot)
 
 
