@@ -617,3 +617,97 @@ def test_debian_version_is_read_from_the_changelog_first_line(tmp_path):
     assert ps._debian_version("pics", tmp_path) == "1:2.0-1+b1"
     assert ps._debian_version("odd", tmp_path) is None
     assert ps._debian_version("absent", tmp_path) is None
+
+
+# -- decoding and resizing, pinned ----------------------------------------------------------------
+
+
+def _pixels(im):
+    return [im.getpixel((x, y)) for y in range(im.height) for x in range(im.width)]
+
+
+def _png(im, **save):
+    import io
+
+    buf = io.BytesIO()
+    im.save(buf, "PNG", **save)
+    return buf.getvalue()
+
+
+def test_transparent_pixels_become_white_whatever_the_mode():
+    la = Image.new("LA", (2, 1), (0, 0))
+    la.putpixel((1, 0), (0, 255))
+    assert _pixels(ps._decode(_png(la), "image")) == [(255, 255, 255), (0, 0, 0)]
+    rgba = Image.new("RGBA", (1, 1), (0, 0, 0, 0))
+    assert _pixels(ps._decode(_png(rgba), "image")) == [(255, 255, 255)]
+    pal = Image.new("P", (2, 1), 0)
+    pal.putpalette([10, 20, 30, 40, 50, 60])
+    pal.putpixel((1, 0), 1)
+    assert _pixels(ps._decode(_png(pal, transparency=0), "image")) == [(255, 255, 255), (40, 50, 60)]
+    assert _pixels(ps._decode(_png(pal), "image")) == [(10, 20, 30), (40, 50, 60)]
+
+
+def test_rgb_colour_key_is_not_treated_as_transparency():
+    rgb = Image.new("RGB", (1, 1), (10, 20, 30))
+    assert _pixels(ps._decode(_png(rgb, transparency=(10, 20, 30)), "image")) == [(10, 20, 30)]
+
+
+def test_raw_decoder_needs_exactly_width_x_height():
+    data = bz2.compress(bytes([1, 2, 3, 4, 5, 6]))
+    assert _pixels(ps._decode(data, "bz2-rgb:2x1")) == [(1, 2, 3), (4, 5, 6)]
+    for bad in ("bz2-rgb:2x1:junk", "bz2-rgb:x:2x1"):
+        with pytest.raises(ValueError):
+            ps._decode(data, bad)
+    with pytest.raises(ValueError) as e:
+        ps._decode(data, "tiff-raw")
+    assert str(e.value) == "unknown decoder 'tiff-raw'"
+
+
+def test_resize_keeps_images_within_bounds_untouched():
+    im = Image.new("RGB", (400, 300))
+    assert ps._resize(im, 0, 256) is im  # 0: keep size
+    assert ps._resize(im, 400, 256) is im  # already fits
+    assert ps._resize(im, 200, 300) is im  # the short side may not drop below min_side: scale 1
+    assert ps._resize(im, 200, 450) is im  # nor be enlarged (scale 1.5)
+
+
+def test_resize_downscales_with_lanczos_and_at_least_one_pixel():
+    import random
+
+    rnd = random.Random(0)
+    im = Image.new("L", (40, 30))
+    im.putdata([rnd.randrange(256) for _ in range(40 * 30)])
+    small = ps._resize(im, 20, 10)
+    assert small.size == (20, 15)
+    assert _pixels(small) == _pixels(im.resize((20, 15), Image.LANCZOS))
+    assert ps._resize(Image.new("RGB", (1000, 2)), 100, 0).size == (100, 1)
+    assert ps._resize(Image.new("RGB", (2, 1000)), 100, 0).size == (1, 100)
+
+
+def test_locator_says_where_it_looked_and_where_it_found(tmp_path):
+    src = PhotoSource("p", "pypi", "nowhere-photos", "1", "MIT", "x", "-", photos=(Photo("a.png"),))
+    locate, version, where = ps._locator(src, [], [tmp_path / "a", tmp_path / "b"])
+    assert (locate, version) == (None, None)
+    assert where == f"not installed (looked in {tmp_path / 'a'}, {tmp_path / 'b'} and sys.path)"
+    root = tmp_path / "root"
+    _image(root / "Xdir/pic.png")
+    deb = _debian_source("d", "/Xdir/pic.png")
+    locate, version, where = ps._locator(deb, [tmp_path / "none", root], [])
+    assert (locate("/Xdir/pic.png"), locate("/Xdir/gone.png"), version, where) == (
+        root / "Xdir/pic.png",
+        None,
+        None,
+        f"under {root}",
+    )
+
+
+def test_pypi_names_match_whatever_their_separators_and_case(tmp_path):
+    target = tmp_path / "pypi"
+    info = target / "fake.photos-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fake.photos\nVersion: 1.0\n")
+    (info / "RECORD").write_text("")
+    dist = ps._pypi_distribution("Fake__Photos", [target])
+    assert dist is not None and dist.version == "1.0"
+    src = PhotoSource("p", "pypi", "Fake-Photos", "1.0", "MIT", "x", "-")
+    assert ps._locator(src, [], [target])[1:] == ("1.0", str(target))
