@@ -265,6 +265,13 @@ def test_seed_accepts_zero_to_two_to_the_63_exclusive():
     assert str(e.value) == "expected an integer, got '1.5'"
 
 
+def test_image_extension_option_names_the_formats_it_can_write():
+    assert cli_module._ext_type("JPG") == ".jpg"
+    with pytest.raises(argparse.ArgumentTypeError) as e:
+        cli_module._ext_type("gif")
+    assert str(e.value) == "cannot write 'gif' images; use png, jpg, webp, bmp or tiff"
+
+
 def test_json_object_names_the_type_it_got():
     assert argtypes.json_object('{"model_dim": 64}') == {"model_dim": 64}
     with pytest.raises(argparse.ArgumentTypeError) as e:

@@ -109,3 +109,30 @@ def test_lpips_is_alexnet_quietly_or_none_without_the_package(monkeypatch):
     assert mode == "evaluating" and isinstance(net, LPIPS) and made == [{"net": "alex", "verbose": False}]
     monkeypatch.setitem(sys.modules, "lpips", None)
     assert _lpips() is None
+
+
+def test_bicubic_baseline_is_antialiased_bicubic_down_then_bicubic_up_clamped():
+    import torch.nn.functional as F
+
+    from diffusers_mdiffae.evaluation import bicubic_baseline
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 3, 16, 24, generator=g) * 2 - 1
+    down = F.interpolate(x, size=(4, 6), mode="bicubic", antialias=True, align_corners=False)
+    expected = F.interpolate(down, size=(16, 24), mode="bicubic", align_corners=False).clamp(-1, 1)
+    torch.testing.assert_close(bicubic_baseline(x, 4), expected, rtol=0, atol=1e-6)
+    # a sharp edge overshoots in bicubic: the result is clamped to [-1, 1] and reaches both ends
+    edge = torch.ones(1, 3, 16, 16)
+    edge[..., :8] = -1
+    y = bicubic_baseline(edge, 4)
+    assert (float(y.min()), float(y.max())) == (-1.0, 1.0)
+
+
+def test_bicubic_baseline_of_a_thin_image_keeps_one_row_and_column():
+    from diffusers_mdiffae.evaluation import bicubic_baseline
+
+    ramp = torch.linspace(-1, 1, 4).view(1, 1, 4, 1).expand(1, 3, 4, 4).contiguous()
+    flat = bicubic_baseline(ramp, 8)  # 4 // 8 = 0 -> one row: every row the same
+    torch.testing.assert_close(flat, flat[..., :1, :].expand_as(flat))
+    flat = bicubic_baseline(ramp.transpose(-1, -2).contiguous(), 8)  # one column
+    torch.testing.assert_close(flat, flat[..., :1].expand_as(flat))
