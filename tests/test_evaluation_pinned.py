@@ -131,7 +131,7 @@ def test_bicubic_baseline_is_antialiased_bicubic_down_then_bicubic_up_clamped():
 def test_bicubic_baseline_of_a_thin_image_keeps_one_row_and_column():
     from diffusers_mdiffae.evaluation import bicubic_baseline
 
-    ramp = torch.linspace(-1, 1, 4).view(1, 1, 4, 1).expand(1, 3, 4, 4).contiguous()
+    ramp = torch.linspace(-1, 1, 4).view(1, 1, 4, 1).expand(1, 3, 4, 32).contiguous()
     flat = bicubic_baseline(ramp, 8)  # 4 // 8 = 0 -> one row: every row the same
     torch.testing.assert_close(flat, flat[..., :1, :].expand_as(flat))
     flat = bicubic_baseline(ramp.transpose(-1, -2).contiguous(), 8)  # one column
