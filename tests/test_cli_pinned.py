@@ -1,0 +1,422 @@
+"""The `mdiffae` command's checks and hand-offs, the argument types and the lazy package exports,
+pinned to their exact sentences and arguments (in-process, no model loaded)."""
+
+import argparse
+import json
+import types
+from pathlib import Path
+
+import pytest
+from fixtures.hostile import cli
+
+import diffusers_mdiffae
+import diffusers_mdiffae.dataset_encoding as dataset_encoding
+from diffusers_mdiffae import argtypes
+from diffusers_mdiffae import cli as cli_module
+from diffusers_mdiffae.cli import CLIError, _check_train_args
+
+# -- convert -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def converter_calls(monkeypatch):
+    """``run_converter`` replaced by a recorder returning status 7 (the converter's status is the command's)."""
+    calls = []
+
+    def fake(argv):
+        calls.append(argv)
+        return 7
+
+    monkeypatch.setattr(cli_module, "run_converter", fake)
+    return calls
+
+
+def test_convert_hands_the_converter_exactly_the_checked_options(tmp_path, capsys, converter_calls):
+    snap, out = tmp_path / "snap", tmp_path / "out"
+    snap.mkdir()
+    rc, _, err = cli(capsys, "convert", snap, out)
+    assert (rc, err) == (7, "")
+    rc, _, err = cli(
+        capsys, "convert", snap, out, "--verify", "--overwrite", "--dtype", "float16", "--min-psnr", "30.5"
+    )
+    assert (rc, err) == (7, "")
+    assert converter_calls == [
+        [str(snap), str(out), "--dtype", "float32"],
+        [str(snap), str(out), "--dtype", "float16", "--verify", "--overwrite", "--min-psnr", "30.5"],
+    ]
+
+
+def test_convert_refuses_a_snapshot_file_naming_its_folder(tmp_path, capsys, converter_calls):
+    snap = tmp_path / "snap" / "model.safetensors"
+    snap.parent.mkdir()
+    snap.write_bytes(b"x")
+    rc, _, err = cli(capsys, "convert", snap, tmp_path / "out")
+    assert rc == 1 and converter_calls == []
+    assert err == f"error: {snap}: is a file; pass the snapshot folder that holds it ({snap.parent})\n"
+
+
+def test_convert_refuses_an_existing_output_without_overwrite(tmp_path, capsys, converter_calls):
+    snap, out = tmp_path / "snap", tmp_path / "out"
+    snap.mkdir()
+    out.mkdir()
+    rc, _, err = cli(capsys, "convert", snap, out)
+    assert rc == 1 and converter_calls == []
+    assert err == f"error: {out}: exists; pass --overwrite to replace it\n"
+    rc, _, err = cli(capsys, "convert", snap, out, "--overwrite")  # with it, the old one may go
+    assert (rc, err) == (7, "")
+
+
+def test_convert_refuses_an_output_folder_holding_the_snapshot(tmp_path, capsys, converter_calls):
+    out = tmp_path / "out"
+    snap = out / "snap"
+    snap.mkdir(parents=True)
+    rc, _, err = cli(capsys, "convert", snap, out, "--overwrite")
+    assert rc == 1 and converter_calls == []
+    assert err == f"error: {out}: contains the input {snap} and would be replaced; choose another output\n"
+
+
+def test_run_converter_passes_argv_to_the_converter_and_returns_its_status(monkeypatch):
+    seen = []
+    fake = types.SimpleNamespace(main=lambda argv: seen.append(argv) or 3)
+    monkeypatch.setattr(cli_module, "converter_module", lambda: fake)
+    assert cli_module.run_converter(["a", "b", "--verify"]) == 3
+    assert seen == [["a", "b", "--verify"]]
+
+
+# -- encode-dataset and train: checks before any work ----------------------------------------------
+
+
+def test_encode_dataset_checks_model_then_hands_over_with_say(tmp_path, capsys, monkeypatch):
+    import diffusers_mdiffae.dataset_encoding.encode as encode
+
+    calls = []
+    monkeypatch.setattr(encode, "run_from_args", lambda a, log=None: calls.append((a.input, a.model, log)) or 0)
+    missing = tmp_path / "no_model"
+    rc, _, err = cli(capsys, "encode-dataset", tmp_path, tmp_path / "out", "--model", missing)
+    assert rc == 1 and calls == []
+    assert err == f"error: {missing}: cannot load model: no such folder\n"
+    rc, _, err = cli(capsys, "encode-dataset", tmp_path, tmp_path / "out")
+    assert (rc, err) == (0, "")
+    assert calls == [(str(tmp_path), None, cli_module.say)]
+
+
+def _train_args(tmp_path, **kw):
+    base = {
+        "output_dir": str(tmp_path / "run"),
+        "data": "skimage",
+        "init": None,
+        "resume": None,
+        "warmup_steps": 0,
+        "steps": 10,
+    }
+    return argparse.Namespace(**{**base, **kw})
+
+
+def test_train_data_skimage_is_not_a_folder_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no folder called skimage here
+    assert _check_train_args(_train_args(tmp_path)) == tmp_path / "run"
+
+
+def test_train_init_file_is_refused_naming_the_init_option(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    init = tmp_path / "weights" / "model.safetensors"
+    init.parent.mkdir()
+    init.write_bytes(b"x")
+    with pytest.raises(CLIError) as e:
+        _check_train_args(_train_args(tmp_path, init=str(init)))
+    assert str(e.value) == (f"{init}: --init takes the folder that holds config.json, not a file (pass {init.parent})")
+
+
+def test_train_resume_latest_is_not_a_folder_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert _check_train_args(_train_args(tmp_path, resume="latest")) == tmp_path / "run"
+    with pytest.raises(CLIError) as e:
+        _check_train_args(_train_args(tmp_path, resume="nowhere"))
+    assert str(e.value) == "nowhere: no such checkpoint folder (--resume takes one, or 'latest')"
+
+
+def test_train_warns_only_when_warmup_exceeds_the_steps(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    _check_train_args(_train_args(tmp_path, warmup_steps=10, steps=10))
+    assert capsys.readouterr().err == ""
+    _check_train_args(_train_args(tmp_path, warmup_steps=11, steps=10))
+    assert capsys.readouterr().err == (
+        "note: --warmup-steps 11 exceeds --steps 10; the learning rate never reaches --lr\n"
+    )
+
+
+@pytest.fixture
+def recorded_train(monkeypatch):
+    """``train`` and ``export_skimage_photos`` replaced: records the config and the export folder."""
+    import diffusers_mdiffae.training as training
+
+    rec = {"train": [], "export": [], "raise": None}
+
+    def train(cfg, log=None):
+        rec["train"].append((cfg, log))
+        if rec["raise"]:
+            raise rec["raise"]
+
+    monkeypatch.setattr(training, "train", train)
+    monkeypatch.setattr(training, "export_skimage_photos", lambda folder: rec["export"].append(folder))
+    return rec
+
+
+def test_train_hands_every_option_to_the_training_config(tmp_path, monkeypatch, capsys, recorded_train):
+    from diffusers_mdiffae.training import TrainConfig
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "init").mkdir()
+    out = tmp_path / "out"
+    args = ["train", "--data", "skimage", "--output-dir", out, "--model-config", '{"model_dim": 64}']
+    args += ["--init", tmp_path / "init", "--resume", "latest", "--steps", "7", "--batch-size", "3"]
+    args += ["--crop", "32", "--lr", "0.01", "--warmup-steps", "2", "--ema-decay", "0.5", "--seed", "9"]
+    args += ["--mixed-precision", "bf16", "--gradient-checkpointing", "--checkpoint-every", "4"]
+    args += ["--preview-every", "5", "--exclude", "a.png", "b.png", "--permute-channels"]
+    args += ["--umd-ratio", "0.25", "--umd-mask-ratio", "0.5"]
+    assert cli(capsys, *args) == (0, "", "")
+    assert recorded_train["export"] == [str(out / "skimage_photos")]
+    assert recorded_train["train"] == [
+        (
+            TrainConfig(
+                data=str(out / "skimage_photos"),
+                output_dir=str(out),
+                model_config={"model_dim": 64},
+                init=str(tmp_path / "init"),
+                resume="latest",
+                steps=7,
+                batch_size=3,
+                crop=32,
+                lr=0.01,
+                seed=9,
+                mixed_precision="bf16",
+                gradient_checkpointing=True,
+                checkpoint_every=4,
+                preview_every=5,
+                exclude=["a.png", "b.png", "astronaut.png", "coffee.png", "rocket.png", "camera.png"],
+                ema_decay=0.5,
+                warmup_steps=2,
+                permute_channels=True,
+                objective={"umd_ratio": 0.25, "umd_mask_ratio": 0.5},
+            ),
+            cli_module.say,
+        )
+    ]
+
+
+def test_train_defaults_reach_the_training_config(tmp_path, capsys, recorded_train):
+    from diffusers_mdiffae.training import TrainConfig
+
+    data, out = tmp_path / "photos", tmp_path / "out"
+    data.mkdir()
+    assert cli(capsys, "train", "--data", data, "--output-dir", out) == (0, "", "")
+    assert recorded_train["export"] == []
+    cfg = recorded_train["train"][0][0]
+    assert cfg == TrainConfig(data=str(data), output_dir=str(out))
+    assert (cfg.model_config, cfg.exclude, cfg.objective) == ({}, [], {})
+
+
+@pytest.mark.parametrize(
+    ("model_config", "error", "line"),
+    [
+        (
+            True,
+            TypeError("__init__() got an unexpected keyword argument 'foo'"),
+            "error: --model-config: __init__() got an unexpected keyword argument 'foo'",
+        ),
+        (True, TypeError("boom"), "error: TypeError: boom"),
+        (False, TypeError("bad argument"), "error: TypeError: bad argument"),
+    ],
+)
+def test_train_names_model_config_only_for_its_own_type_errors(
+    tmp_path, capsys, recorded_train, model_config, error, line
+):
+    data = tmp_path / "photos"
+    data.mkdir()
+    recorded_train["raise"] = error
+    extra = ["--model-config", '{"foo": 1}'] if model_config else []
+    rc, _, err = cli(capsys, "train", "--data", data, "--output-dir", tmp_path / "out", *extra)
+    assert (rc, err) == (1, line + "\n")
+
+
+# -- argument types ----------------------------------------------------------------------------------
+
+
+def test_int_at_least_accepts_the_bound_and_refuses_below_it_with_a_sentence():
+    at_least_5 = argtypes._int_at_least(5)
+    assert at_least_5.__name__ == "integer >= 5"
+    assert at_least_5("5") == 5 and at_least_5(" 12 ") == 12
+    with pytest.raises(argparse.ArgumentTypeError) as e:
+        at_least_5("4")
+    assert str(e.value) == "must be at least 5, got 4"
+    with pytest.raises(argparse.ArgumentTypeError) as e:
+        at_least_5("five")
+    assert str(e.value) == "expected an integer, got 'five'"
+
+
+def test_seed_accepts_zero_to_two_to_the_63_exclusive():
+    assert argtypes.seed_int("0") == 0 and argtypes.seed_int(str(2**63 - 1)) == 2**63 - 1
+    for bad in ("-1", str(2**63)):
+        with pytest.raises(argparse.ArgumentTypeError) as e:
+            argtypes.seed_int(bad)
+        assert str(e.value) == f"must be in [0, 2**63), got {bad}"
+    with pytest.raises(argparse.ArgumentTypeError) as e:
+        argtypes.seed_int("1.5")
+    assert str(e.value) == "expected an integer, got '1.5'"
+
+
+def test_image_extension_option_names_the_formats_it_can_write():
+    assert cli_module._ext_type("JPG") == ".jpg"
+    with pytest.raises(argparse.ArgumentTypeError) as e:
+        cli_module._ext_type("gif")
+    assert str(e.value) == "cannot write 'gif' images; use png, jpg, webp, bmp or tiff"
+
+
+def test_json_object_names_the_type_it_got():
+    assert argtypes.json_object('{"model_dim": 64}') == {"model_dim": 64}
+    with pytest.raises(argparse.ArgumentTypeError) as e:
+        argtypes.json_object("[1, 2]")
+    assert str(e.value) == "expected a JSON object like '{\"model_dim\": 128}', got list"
+
+
+def test_one_line_parser_error_is_one_line_without_the_argument_prefix(capsys):
+    p = argtypes.OneLineParser(prog="tool")
+    p.add_argument("--n", type=argtypes.positive_int)
+    with pytest.raises(SystemExit) as e:
+        p.parse_args(["--n", "0"])
+    assert e.value.code == 2
+    assert capsys.readouterr().err == "error: --n: must be at least 1, got 0 (see `tool -h`)\n"
+    with pytest.raises(SystemExit):
+        p.error("first line\n   second line\n\n")
+    assert capsys.readouterr().err == "error: first line; second line (see `tool -h`)\n"
+
+
+# -- the packages' lazy names ------------------------------------------------------------------------
+
+
+def test_package_getattr_imports_each_export_from_its_module_and_caches_it(monkeypatch):
+    from diffusers_mdiffae.schedulers.scheduling_vp_ddim import VPDDIMScheduler
+
+    monkeypatch.delitem(vars(diffusers_mdiffae), "VPDDIMScheduler", raising=False)
+    assert diffusers_mdiffae.__getattr__("VPDDIMScheduler") is VPDDIMScheduler
+    assert vars(diffusers_mdiffae)["VPDDIMScheduler"] is VPDDIMScheduler
+    with pytest.raises(AttributeError) as e:
+        diffusers_mdiffae.__getattr__("NoSuchThing")
+    assert str(e.value) == "module 'diffusers_mdiffae' has no attribute 'NoSuchThing'"
+
+
+def test_package_dir_lists_exactly_the_public_names():
+    assert dir(diffusers_mdiffae) == sorted(diffusers_mdiffae.__all__)
+    assert "AutoencoderMDiffAE" in dir(diffusers_mdiffae) and "import_module" not in dir(diffusers_mdiffae)
+
+
+def test_dataset_encoding_getattr_imports_each_name_from_its_module_and_caches_it(monkeypatch):
+    from diffusers_mdiffae.dataset_encoding.options import EncodeConfig
+
+    monkeypatch.delitem(vars(dataset_encoding), "EncodeConfig", raising=False)
+    assert dataset_encoding.__getattr__("EncodeConfig") is EncodeConfig
+    assert vars(dataset_encoding)["EncodeConfig"] is EncodeConfig
+    with pytest.raises(AttributeError) as e:
+        dataset_encoding.__getattr__("encode")
+    assert str(e.value) == "module 'diffusers_mdiffae.dataset_encoding' has no attribute 'encode'"
+
+
+def test_dataset_encoding_dir_lists_its_globals_and_lazy_names():
+    names = dir(dataset_encoding)
+    assert names == sorted(names)
+    assert {"__name__", "import_module", *dataset_encoding.__all__} <= set(names)
+
+
+def test_package_paths_point_into_the_package():
+    assert diffusers_mdiffae.DEMO_MODEL_DIR == Path(diffusers_mdiffae.__file__).parent / "assets" / "demo_model"
+
+
+# -- eval: what it hands the evaluation and what it writes (the model and the evaluation replaced) ----
+
+
+@pytest.fixture
+def recorded_eval(monkeypatch):
+    import diffusers_mdiffae.evaluation as evaluation
+
+    rec = {"load": [], "evaluate": [], "skips": [], "report": None}
+
+    def evaluate_files(model, paths, out_dir, decode_kwargs=None, root=None, on_skip=None):
+        rec["evaluate"].append((model, list(paths), out_dir, decode_kwargs, root))
+        for name, reason in rec["skips"]:
+            on_skip(name, reason)
+        return rec["report"]
+
+    monkeypatch.setattr(cli_module, "load_model", lambda spec, dtype: rec["load"].append((spec, dtype)) or "MODEL")
+    monkeypatch.setattr(evaluation, "evaluate_files", evaluate_files)
+    return rec
+
+
+def _two_photos(folder):
+    from fixtures.hostile import photo
+
+    return [photo(folder / "a.png", 16, 16), photo(folder / "sub" / "b.png", 16, 16, seed=1)]
+
+
+def test_eval_folder_hands_over_model_options_and_writes_json_without_the_table(tmp_path, capsys, recorded_eval):
+    src = tmp_path / "photos"
+    a, b = _two_photos(src)
+    out = tmp_path / "pictures"
+    out.mkdir()  # an existing folder is fine
+    report = {"rows": [{"image": "a.png"}, {"image": "sub/b.png"}], "mean": {"psnr": 30.0}, "markdown": "TABLE"}
+    recorded_eval["report"] = report
+    js = src / "report.json"  # a .json inside the input folder is never read back as an image
+    args = ["eval", src, "--out", out, "--json", js, "--model", "m", "--dtype", "bfloat16", "--steps", "3"]
+    args += ["--seed", "5", "--pdg-strength", "1.5"]
+    rc, stdout, err = cli(capsys, *args)
+    assert (rc, err) == (0, "")
+    assert stdout == f"TABLE\nevaluated 2, skipped 0 ({src})\n"
+    assert recorded_eval["load"] == [("m", "bfloat16")]
+    model, paths, out_dir, decode_kwargs, root = recorded_eval["evaluate"][0]
+    assert (model, sorted(paths), out_dir, root) == ("MODEL", sorted([a, b]), out, src)
+    assert decode_kwargs == {
+        "num_inference_steps": 3,
+        "pdg_strength": 1.5,
+        "seed": 5,
+        "sampler": None,
+        "schedule": None,
+        "strength": None,
+    }
+    assert js.read_text() == json.dumps({"rows": report["rows"], "mean": report["mean"]}, indent=1)
+
+
+def test_eval_folder_skips_unreadable_files_and_fails_when_none_was_evaluated(tmp_path, capsys, recorded_eval):
+    src = tmp_path / "photos"
+    _two_photos(src)
+    recorded_eval["skips"] = [("a.png", "cannot read"), ("sub/b.png", "too small")]
+    rc, stdout, err = cli(capsys, "eval", src)
+    assert (rc, stdout) == (1, "")
+    assert err == (
+        "skipped a.png: cannot read\nskipped sub/b.png: too small\n"
+        f"error: {src}: nothing written, all 2 input(s) skipped\n"
+    )
+
+
+def test_eval_one_file_fails_with_its_reason(tmp_path, capsys, recorded_eval):
+    (a, _) = _two_photos(tmp_path / "photos")
+    recorded_eval["skips"] = [("a.png", "cannot read")]
+    rc, stdout, err = cli(capsys, "eval", a)
+    assert (rc, stdout, err) == (1, "", "error: a.png: cannot read\n")
+    assert recorded_eval["evaluate"][0][4] == a.parent  # names are relative to the file's folder
+
+
+def test_eval_one_file_prints_the_table_and_no_tally(tmp_path, capsys, recorded_eval):
+    (a, _) = _two_photos(tmp_path / "photos")
+    recorded_eval["report"] = {"rows": [{}], "markdown": "TABLE"}
+    assert cli(capsys, "eval", a) == (0, "TABLE\n", "")
+    assert recorded_eval["load"] == [(None, "float32")]
+
+
+def test_eval_refuses_a_file_for_out_and_a_folder_for_json(tmp_path, capsys, recorded_eval):
+    (a, _) = _two_photos(tmp_path / "photos")
+    taken = tmp_path / "taken.png"
+    taken.write_bytes(b"x")
+    rc, _, err = cli(capsys, "eval", a, "--out", taken)
+    assert (rc, err) == (1, f"error: {taken}: is a file; --out takes a folder for the pictures\n")
+    rc, _, err = cli(capsys, "eval", a, "--json", tmp_path)
+    assert (rc, err) == (1, f"error: {tmp_path}: is a folder; --json takes a file name\n")
+    assert recorded_eval["load"] == []
