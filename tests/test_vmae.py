@@ -651,3 +651,16 @@ def test_bad_configs_are_refused():
         AutoencoderVMAE(
             img_size=32, embed_dim=32, decoder_embed_dim=32, num_heads=2, decoder_num_heads=2, latents_mean=[0.0] * 16
         )
+
+
+def test_an_old_torch_without_safe_unpickling_is_refused_by_version(pth, monkeypatch):
+    import torch
+
+    from diffusers_mdiffae.conversion.layouts import CheckpointError
+    from diffusers_mdiffae.conversion.vmae_pth import read_vmae_pth
+
+    monkeypatch.delattr(torch.serialization, "safe_globals")
+    with pytest.raises(
+        CheckpointError, match=r"needs torch 2\.5 or later \(torch\.serialization\.safe_globals\); this is torch"
+    ):
+        read_vmae_pth(pth)

@@ -102,6 +102,12 @@ def read_vmae_pth(path: PathLike) -> VMAECheckpoint:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file")
+    missing = [n for n in ("safe_globals", "get_unsafe_globals_in_checkpoint") if not hasattr(torch.serialization, n)]
+    if missing:  # before torch 2.5 there is no safe way to read a pickle that holds an argparse.Namespace
+        raise CheckpointError(
+            f"{path}: reading an LDMAE .pth without running pickled code needs torch 2.5 or later "
+            f"(torch.serialization.{missing[0]}); this is torch {torch.__version__}"
+        )
     if zipfile.is_zipfile(path):
         try:
             needed = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
