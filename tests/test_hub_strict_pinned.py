@@ -1,0 +1,109 @@
+"""``strict_from_pretrained`` pinned with a stand-in class and loader: what reaches diffusers, every refusal."""
+
+import pytest
+import torch
+
+from diffusers_mdiffae.models.hub import strict_from_pretrained
+
+
+class Tiny(torch.nn.Module):
+    config = {"_class_name": "Tiny", "width": 2}
+    config_kwargs = None
+
+    def __init__(self, width: int = 2):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.ones(width))
+
+    @classmethod
+    def load_config(cls, path, **kwargs):
+        cls.config_kwargs = kwargs
+        return dict(cls.config)
+
+
+def _loader(model=None, info=None):
+    seen = {}
+
+    def load(path, **kwargs):
+        seen.update(kwargs, path=path)
+        return (model if model is not None else Tiny()), (info or {})
+
+    return load, seen
+
+
+@pytest.fixture(autouse=True)
+def _reset():
+    Tiny.config = {"_class_name": "Tiny", "width": 2}
+    Tiny.config_kwargs = None
+
+
+def test_only_set_hub_options_reach_load_config_and_every_kwarg_reaches_the_loader():
+    load, seen = _loader()
+    kwargs = {"subfolder": "vae", "revision": None, "cache_dir": "/c", "extra": 7}
+    model, info = strict_from_pretrained(Tiny, load, "p", kwargs)
+    assert Tiny.config_kwargs == {"subfolder": "vae", "cache_dir": "/c"}
+    assert seen == {
+        "path": "p",
+        "output_loading_info": True,
+        "subfolder": "vae",
+        "revision": None,
+        "cache_dir": "/c",
+        "extra": 7,
+    }
+    assert isinstance(model, Tiny) and info == {}
+
+
+def test_a_config_without_class_name_loads_unless_named_only():
+    Tiny.config = {"width": 2}
+    load, _ = _loader()
+    strict_from_pretrained(Tiny, load, "p", {})
+    with pytest.raises(ValueError) as e:
+        strict_from_pretrained(Tiny, load, "p", {}, True, " folder (hint)")
+    assert str(e.value) == "p holds a non-diffusers config, not a Tiny folder (hint)"
+
+
+def test_another_class_is_refused_even_without_named_only():
+    Tiny.config = {"_class_name": "Other", "width": 2}
+    with pytest.raises(ValueError) as e:
+        strict_from_pretrained(Tiny, _loader()[0], "p", {})
+    assert str(e.value) == "p holds a Other config, not a Tiny"
+
+
+def test_a_bad_config_names_the_folder_config_json():
+    Tiny.config = {"_class_name": "Tiny", "width": "2"}
+    with pytest.raises(ValueError) as e:
+        strict_from_pretrained(Tiny, _loader()[0], "p", {})
+    assert str(e.value) == "p config.json: width must be an int, got '2' (str)"
+
+
+def test_upcast_loads_in_float32_then_casts_to_the_requested_dtype():
+    load, seen = _loader()
+    model, _ = strict_from_pretrained(Tiny, load, "p", {"torch_dtype": torch.bfloat16}, upcast=True)
+    assert seen["torch_dtype"] is torch.float32
+    assert model.w.dtype is torch.bfloat16
+
+
+def test_upcast_without_a_dtype_passes_none_and_without_upcast_the_dtype_goes_through():
+    load, seen = _loader()
+    strict_from_pretrained(Tiny, load, "p", {}, upcast=True)
+    assert "torch_dtype" not in seen
+    load, seen = _loader()
+    model, _ = strict_from_pretrained(Tiny, load, "p", {"torch_dtype": torch.float16})
+    assert seen["torch_dtype"] is torch.float16
+    assert model.w.dtype is torch.float32  # the stand-in loader ignores it; no cast afterwards
+
+
+def test_loading_info_problems_name_the_path_and_class():
+    load, _ = _loader(info={"missing_keys": ["b", "a"]})
+    with pytest.raises(ValueError) as e:
+        strict_from_pretrained(Tiny, load, "p", {})
+    assert str(e.value) == "checkpoint p does not match Tiny(config):\n  missing keys (2): a, b"
+
+
+def test_non_finite_weights_are_refused_listing_the_first_ten():
+    bad = torch.nn.Module()
+    for i in range(11):
+        bad.register_parameter(f"t{i:02d}", torch.nn.Parameter(torch.tensor([float("nan")])))
+    with pytest.raises(ValueError) as e:
+        strict_from_pretrained(Tiny, _loader(model=bad)[0], "p", {})
+    names = ", ".join(f"t{i:02d}" for i in range(10))
+    assert str(e.value) == f"checkpoint p has NaN or infinite values in 11 tensor(s): {names}"
