@@ -95,11 +95,11 @@ class TokenizerVAE(PackageVAE):
     """
 
     def __init__(self, module: ComfyTokenizerModule, dtype: torch.dtype = None):
-        memory = (
-            lambda shape, dtype: module.memory(shape[0], dtype),
-            lambda shape, dtype: module.memory(shape[0], dtype),
-        )
-        super().__init__(module, module.latent_channels, module.downscale, 1 if module.tokens else 2, memory, dtype)
+        def memory(shape, dtype):  # encode and decode hold the same two ViTs' activations
+            return module.memory(shape[0], dtype)
+
+        latent_dim = 1 if module.tokens else 2
+        super().__init__(module, module.latent_channels, module.downscale, latent_dim, (memory, memory), dtype)
         self.crop_input = False  # a wrong size is refused with the size to use, not silently cropped
 
     def _no_tiles(self, *args, **kwargs):
