@@ -455,6 +455,19 @@ def _check_train_args(args) -> Path:
     return out
 
 
+def _objective_overrides(args) -> dict:
+    """The ``ObjectiveConfig`` fields the command line set away from their defaults (saved with each checkpoint)."""
+    given = {
+        "token_mask_prob": args.token_mask_prob,
+        "sigmoid_bias": args.sigmoid_bias,
+        "gradient_weight": args.gradient_weight,
+    }
+    out = {k: v for k, v in given.items() if v is not None}
+    if args.umd_ratio:
+        out.update(umd_ratio=args.umd_ratio, umd_mask_ratio=args.umd_mask_ratio)
+    return out
+
+
 def cmd_train(args) -> int:
     out = _check_train_args(args)
     from .training import SKIMAGE_HELDOUT, TrainConfig, export_skimage_photos, train
@@ -484,7 +497,8 @@ def cmd_train(args) -> int:
         ema_decay=args.ema_decay,
         warmup_steps=args.warmup_steps,
         permute_channels=args.permute_channels,
-        objective={"umd_ratio": args.umd_ratio, "umd_mask_ratio": args.umd_mask_ratio} if args.umd_ratio else {},
+        color_jitter=args.color_jitter,
+        objective=_objective_overrides(args),
     )
     try:
         train(cfg, log=say)
@@ -731,6 +745,29 @@ def build_parser() -> argparse.ArgumentParser:
         "--permute-channels",
         action="store_true",
         help="shuffle RGB channels of every crop (colour diversity for small folders)",
+    )
+    sp.add_argument(
+        "--color-jitter",
+        type=float_in(0.0, 1.0, high_open=True),
+        default=0.0,
+        help="per-crop brightness, contrast and saturation factors drawn from [1 - s, 1 + s] (default: 0)",
+    )
+    sp.add_argument(
+        "--token-mask-prob",
+        type=float_in(0.0, 1.0),
+        help="fraction of samples whose latent tokens are masked, 3 of each 2x2 group (default: 0.5)",
+    )
+    sp.add_argument(
+        "--sigmoid-bias",
+        type=finite_float,
+        help="SiD2 bias b of the loss weight sigmoid(logsnr - b); lower puts more weight near pure noise, "
+        "where the 1-step decode runs (default: -8)",
+    )
+    sp.add_argument(
+        "--gradient-weight",
+        type=float_in(0.0, 1e6),
+        help="add this times the squared error of neighbour differences to the loss, against a 16-px grid "
+        "in flat regions (default: 0 = the published loss)",
     )
     sp.add_argument(
         "--umd-ratio",

@@ -174,6 +174,7 @@ def test_train_hands_every_option_to_the_training_config(tmp_path, monkeypatch, 
     args += ["--mixed-precision", "bf16", "--gradient-checkpointing", "--checkpoint-every", "4"]
     args += ["--preview-every", "5", "--exclude", "a.png", "b.png", "--permute-channels"]
     args += ["--umd-ratio", "0.25", "--umd-mask-ratio", "0.5"]
+    args += ["--token-mask-prob", "0.3", "--sigmoid-bias", "-11.5", "--gradient-weight", "2", "--color-jitter", "0.2"]
     assert cli(capsys, *args) == (0, "", "")
     assert recorded_train["export"] == [str(out / "skimage_photos")]
     assert recorded_train["train"] == [
@@ -197,7 +198,14 @@ def test_train_hands_every_option_to_the_training_config(tmp_path, monkeypatch, 
                 ema_decay=0.5,
                 warmup_steps=2,
                 permute_channels=True,
-                objective={"umd_ratio": 0.25, "umd_mask_ratio": 0.5},
+                color_jitter=0.2,
+                objective={
+                    "umd_ratio": 0.25,
+                    "umd_mask_ratio": 0.5,
+                    "token_mask_prob": 0.3,
+                    "sigmoid_bias": -11.5,
+                    "gradient_weight": 2.0,
+                },
             ),
             cli_module.say,
         )
@@ -213,7 +221,24 @@ def test_train_defaults_reach_the_training_config(tmp_path, capsys, recorded_tra
     assert recorded_train["export"] == []
     cfg = recorded_train["train"][0][0]
     assert cfg == TrainConfig(data=str(data), output_dir=str(out))
-    assert (cfg.model_config, cfg.exclude, cfg.objective) == ({}, [], {})
+    assert (cfg.model_config, cfg.exclude, cfg.objective) == ({}, [], {})  # the published objective
+
+
+@pytest.mark.parametrize(
+    "option,value",
+    [
+        ("--gradient-weight", "-1"),
+        ("--gradient-weight", "nan"),
+        ("--token-mask-prob", "1.5"),
+        ("--sigmoid-bias", "inf"),
+        ("--color-jitter", "1"),
+    ],
+)
+def test_train_refuses_objective_values_out_of_range_by_option_name(tmp_path, capsys, recorded_train, option, value):
+    data = tmp_path / "photos"
+    data.mkdir()
+    code, out, err = cli(capsys, "train", "--data", data, "--output-dir", tmp_path / "out", option, value)
+    assert code == 2 and option in err and recorded_train["train"] == []
 
 
 @pytest.mark.parametrize(

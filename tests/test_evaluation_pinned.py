@@ -64,30 +64,40 @@ def test_latest_checkpoint_is_none_without_any(tmp_path):
     assert latest_checkpoint(tmp_path) is None
 
 
-def _row(image, size, base):
+def _row(image, size, base, grid=1.25):
     keys = ("psnr", "psnr_bicubic4", "psnr_bicubic8", "ssim", "ssim_bicubic4", "ssim_bicubic8", "lpips")
-    return {"image": image, "size": size, **{k: base + i for i, k in enumerate(keys)}}
+    return {"image": image, "size": size, **{k: base + i for i, k in enumerate(keys)}, "grid": grid}
 
 
-def test_markdown_table_has_a_row_per_image_a_mean_row_and_the_margins():
+def test_markdown_table_has_a_row_per_image_a_mean_row_the_margins_and_the_grid_score():
     from diffusers_mdiffae.evaluation import _markdown
 
-    rows = [_row("a.png", "64x48", 30.0), _row("b.png", "32x32", 20.0)]
+    rows = [_row("a.png", "64x48", 30.0), _row("b.png", "32x32", 20.0, grid=None)]
     mean = _row("", "", 25.0)
     assert _markdown(rows, mean, with_lpips=False) == (
         "| image | size | mDiffAE PSNR | bicubic 1/4 PSNR | bicubic 1/8 PSNR "
-        "| mDiffAE SSIM | bicubic 1/4 SSIM | bicubic 1/8 SSIM |\n"
-        "|---|---|---:|---:|---:|---:|---:|---:|\n"
-        "| a.png | 64x48 | 30.00 | 31.00 | 32.00 | 33.000 | 34.000 | 35.000 |\n"
-        "| b.png | 32x32 | 20.00 | 21.00 | 22.00 | 23.000 | 24.000 | 25.000 |\n"
-        "| **mean** |  | 25.00 | 26.00 | 27.00 | 28.000 | 29.000 | 30.000 |\n"
+        "| mDiffAE SSIM | bicubic 1/4 SSIM | bicubic 1/8 SSIM | grid |\n"
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|\n"
+        "| a.png | 64x48 | 30.00 | 31.00 | 32.00 | 33.000 | 34.000 | 35.000 | 1.25 |\n"
+        "| b.png | 32x32 | 20.00 | 21.00 | 22.00 | 23.000 | 24.000 | 25.000 | n/a |\n"
+        "| **mean** |  | 25.00 | 26.00 | 27.00 | 28.000 | 29.000 | 30.000 | 1.25 |\n"
         "\n"
-        "mean PSNR margin: -2.00 dB vs bicubic 1/8, -1.00 dB vs bicubic 1/4"
+        "mean PSNR margin: -2.00 dB vs bicubic 1/8, -1.00 dB vs bicubic 1/4\n"
+        "grid: error steps across 16-px patch edges over those across patch middles, in flat regions "
+        "(1.00 = no patch grid; bicubic scores about 1)"
     )
     with_lpips = _markdown(rows, mean, with_lpips=True).splitlines()
-    assert with_lpips[0].endswith("| bicubic 1/8 SSIM | LPIPS |")
-    assert with_lpips[1] == "|---|---|---:|---:|---:|---:|---:|---:|---:|"
-    assert with_lpips[2] == "| a.png | 64x48 | 30.00 | 31.00 | 32.00 | 33.000 | 34.000 | 35.000 | 36.000 |"
+    assert with_lpips[0].endswith("| bicubic 1/8 SSIM | grid | LPIPS |")
+    assert with_lpips[1] == "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    assert with_lpips[2] == "| a.png | 64x48 | 30.00 | 31.00 | 32.00 | 33.000 | 34.000 | 35.000 | 1.25 | 36.000 |"
+
+
+def test_mean_grid_score_leaves_out_images_without_flat_regions():
+    from diffusers_mdiffae.evaluation import _mean
+
+    assert _mean([1.5, None, 2.5]) == 2.0
+    assert _mean([None, None]) is None
+    assert _mean([3.0]) == 3.0
 
 
 def test_lpips_is_alexnet_quietly_or_none_without_the_package(monkeypatch):

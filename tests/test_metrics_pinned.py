@@ -121,3 +121,114 @@ def test_ssim_does_not_depend_on_torch_default_dtype():
         assert ssim(a, b) == pytest.approx(ref, abs=1e-7)
     finally:
         torch.set_default_dtype(old)
+
+
+def _column_error(values, height=32):
+    """A ``[1, 3, height, len(values)]`` error image that is constant down each column."""
+    row = torch.tensor(values, dtype=torch.float32)
+    return row.view(1, 1, 1, -1).expand(1, 3, height, len(values)).clone()
+
+
+def _seam_by_hand(error, flat, period=16):
+    """Loops: pair (i, i + 1) of flat pixels at phase (i + 1) % period, edge band {p-1, 0, 1}, middle band {p/2 +- 1}."""
+    _, c, h, w = error.shape
+    sums = {"edge": [], "middle": []}
+    bands = {"edge": {period - 1, 0, 1}, "middle": {period // 2 - 1, period // 2, period // 2 + 1}}
+    pairs = [((r, i), (r, i + 1), i) for r in range(h) for i in range(w - 1)]
+    pairs += [((i, r), (i + 1, r), i) for r in range(w) for i in range(h - 1)]
+    for a, b, i in pairs:
+        if not (flat[a] and flat[b]):
+            continue
+        step = sum(abs(float(error[0, ch][b] - error[0, ch][a])) for ch in range(c)) / c
+        for name, phases in bands.items():
+            if (i + 1) % period in phases:
+                sums[name].append(step)
+    mean = {k: sum(v) / len(v) for k, v in sums.items()}
+    return mean["edge"] / mean["middle"]
+
+
+def test_seam_contrast_is_near_edge_steps_over_near_middle_steps_by_hand():
+    from diffusers_mdiffae.metrics import flat_mask, seam_contrast
+
+    g = torch.Generator().manual_seed(0)
+    ref = torch.zeros(1, 3, 40, 48)
+    ref[..., 30:, 30:] = torch.rand(1, 3, 10, 18, generator=g)  # a textured corner, left out
+    error = 0.01 * torch.rand(1, 3, 40, 48, generator=g)
+    error[..., 16] += 0.05  # a one-pixel line just after an edge
+    error[..., 15, :] -= 0.03  # and one just before a horizontal edge
+    flat = flat_mask(ref)[0, 0]
+    assert not flat[35, 40] and flat[5, 5]
+    want = _seam_by_hand(error, flat)
+    assert want > 1.5
+    assert seam_contrast(ref + error, ref) == pytest.approx(want, rel=1e-5)
+
+
+def test_seam_contrast_counts_a_step_on_the_edge_and_lines_beside_it():
+    from diffusers_mdiffae.metrics import seam_contrast
+
+    ref = torch.zeros(1, 3, 32, 32)
+    noise = 0.01 * torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    base = seam_contrast(ref + noise, ref)
+    for col in (15, 16):  # a line on either side of the edge between pixels 15 and 16
+        lined = noise.clone()
+        lined[..., col] += 0.05
+        assert seam_contrast(ref + lined, ref) > 2 * base
+    stepped = noise + _column_error([0.0] * 16 + [0.05] * 16)
+    assert seam_contrast(ref + stepped, ref) > 2 * base
+    mid = noise.clone()
+    mid[..., 8] += 0.05  # a line in the middle of the squares lowers the score instead
+    assert seam_contrast(ref + mid, ref) < base
+
+
+def test_seam_contrast_of_patch_squares_that_do_not_meet_is_infinite_and_of_no_error_one():
+    from diffusers_mdiffae.metrics import seam_contrast
+
+    ref = torch.full((1, 3, 32, 32), 0.2)
+    blocks = torch.zeros(1, 3, 32, 32)
+    blocks[..., :16, 16:] = 0.1
+    blocks[..., 16:, :16] = -0.1
+    assert seam_contrast(ref + blocks, ref) == math.inf
+    assert seam_contrast(ref, ref) == 1.0
+
+
+def test_seam_contrast_judges_flat_regions_only_and_is_nan_without_them():
+    from diffusers_mdiffae.metrics import flat_mask, seam_contrast
+
+    g = torch.Generator().manual_seed(0)
+    textured = torch.rand(1, 3, 32, 64, generator=g) * 2 - 1
+    assert not flat_mask(textured).any()
+    assert math.isnan(seam_contrast(textured + 0.1, textured))
+    # left half flat with an honest ramp error, right half textured with a blocky one: only the left counts
+    ref = textured.clone()
+    ref[..., :32] = 0.0
+    error = _column_error([0.01 * j + 0.002 * (j % 3) for j in range(64)])
+    blocky = error.clone()
+    blocky[..., 48:] += 0.5  # an edge step inside the textured half
+    assert seam_contrast(ref + blocky, ref) == seam_contrast(ref + error, ref)
+
+
+def test_seam_contrast_of_an_error_with_half_the_period_is_one_and_period_must_be_even():
+    from diffusers_mdiffae.metrics import seam_contrast
+
+    # an upsampler whose own period divides 8 errs alike at patch edges and middles
+    g = torch.Generator().manual_seed(1)
+    cols = torch.rand(8, generator=g).repeat(32)
+    rows = torch.rand(8, generator=g).repeat(32)
+    error = (0.01 * (cols.view(1, 1, 1, -1) + rows.view(1, 1, -1, 1))).expand(1, 3, 256, 256)
+    ref = torch.zeros(1, 3, 256, 256)
+    # exactly 1 but for the image border, where a band is cut short
+    assert seam_contrast(ref + error, ref) == pytest.approx(1.0, abs=0.03)
+    shifted = torch.roll(error, shifts=(3, 5), dims=(-2, -1))
+    assert seam_contrast(ref + shifted, ref) == pytest.approx(1.0, abs=0.03)
+    for period in (0, 2, 15, 16.0):
+        with pytest.raises(ValueError, match="period"):
+            seam_contrast(ref, ref, period=period)
+
+
+def test_flat_mask_thresholds_the_local_grey_std():
+    from diffusers_mdiffae.metrics import flat_mask
+
+    ramp = torch.linspace(-1, 1, 64).view(1, 1, 1, 64).expand(1, 3, 16, 64)
+    # a ramp of 2/63 per pixel has a 9-wide std of about 0.0836 inside the image
+    assert flat_mask(ramp, max_std=0.09)[..., 4:-4].all()
+    assert not flat_mask(ramp, max_std=0.08)[..., 4:-4].any()

@@ -32,6 +32,7 @@ def test_beta22_follows_the_beta_2_2_distribution():
 def test_objective_defaults_are_the_documented_ones():
     cfg = ObjectiveConfig()
     assert (cfg.token_mask_prob, cfg.mask_ratio, cfg.latent_noise_prob, cfg.sigmoid_bias) == (0.5, 0.75, 0.1, -8.0)
+    assert (cfg.umd_ratio, cfg.umd_mask_ratio, cfg.gradient_weight) == (0.0, 0.9, 0.0)
 
 
 # -- the loss against a hand computation ----------------------------------------------------
@@ -347,3 +348,76 @@ def test_umd_ratio_picks_that_fraction_of_samples():
 def test_objective_refuses_ratios_outside_their_range_by_name(field, value):
     with pytest.raises(ValueError, match=field):
         ObjectiveConfig(**{field: value})
+
+
+# -- the gradient penalty (gradient_weight) ---------------------------------------------------
+
+
+def _gradient_by_hand(error):
+    """Loops over every neighbour pair of ``[B, C, H, W]``: mean squared step per axis, the two axes summed."""
+    b, c, h, w = error.shape
+    out = []
+    for s in range(b):
+        across = [
+            float(error[s, ch, r, i + 1] - error[s, ch, r, i]) ** 2
+            for ch in range(c)
+            for r in range(h)
+            for i in range(w - 1)
+        ]
+        down = [
+            float(error[s, ch, i + 1, r] - error[s, ch, i, r]) ** 2
+            for ch in range(c)
+            for r in range(w)
+            for i in range(h - 1)
+        ]
+        out.append(sum(across) / max(len(across), 1) + sum(down) / max(len(down), 1))
+    return torch.tensor(out)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 8, 12), (1, 2, 9, 7), (3, 1, 4, 16), (1, 1, 1, 5)])
+def test_gradient_penalty_equals_its_definition_on_uneven_sizes(shape):
+    from diffusers_mdiffae.training.objective import gradient_penalty
+
+    error = torch.randn(shape, generator=torch.Generator().manual_seed(sum(shape)))
+    assert torch.allclose(gradient_penalty(error), _gradient_by_hand(error).float(), rtol=1e-5, atol=1e-7)
+
+
+def test_gradient_penalty_sees_a_step_that_mse_barely_sees():
+    from diffusers_mdiffae.training.objective import gradient_penalty
+
+    step = torch.zeros(1, 1, 32, 32)
+    step[..., 16:] = 0.2  # one vertical edge of height 0.2 across all 32 rows
+    ramp = torch.linspace(0, 0.2, 32).view(1, 1, 1, 32).expand(1, 1, 32, 32)
+    assert float(gradient_penalty(step)) == pytest.approx(0.04 / 31)
+    assert float(gradient_penalty(ramp)) == pytest.approx((0.2 / 31) ** 2, rel=1e-4)
+    assert gradient_penalty(torch.full((2, 3, 8, 8), 0.7)).tolist() == [0.0, 0.0]
+
+
+def test_gradient_weight_adds_its_penalty_to_the_loss_and_zero_keeps_the_published_loss():
+    from diffusers_mdiffae.training.objective import gradient_penalty
+
+    images = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    z = torch.randn(3, 4, 2, 2, generator=torch.Generator().manual_seed(1))
+    results = {}
+    for name, cfg in {
+        "plain": ObjectiveConfig(),
+        "zero": ObjectiveConfig(gradient_weight=0.0),
+        "weighted": ObjectiveConfig(gradient_weight=2.5),
+    }.items():
+        model = _Recorder(z)
+        loss, stats = diffusion_loss(model, images, torch.Generator().manual_seed(4), cfg)
+        results[name] = (loss, stats, model.seen["x_t"], model.seen["t"])
+    assert torch.equal(results["plain"][0], results["zero"][0])
+    loss, stats, x_t, t = results["weighted"]
+    error = x_t * 0.5 - images
+    weight = torch.sigmoid(VPDDIMScheduler().logsnr(t) + 8.0)
+    per_sample = error.square().mean(dim=(1, 2, 3)) + 2.5 * gradient_penalty(error)
+    assert float(loss) == pytest.approx(float((weight * per_sample).mean()), rel=1e-6)
+    assert torch.equal(results["plain"][2], x_t)  # the same draws
+    assert stats["mse"] == pytest.approx(float(error.square().mean()), rel=1e-6)  # the plain MSE, reported
+
+
+@pytest.mark.parametrize("value", [-0.5, math.inf, math.nan, True, "1"])
+def test_gradient_weight_must_be_finite_and_non_negative(value):
+    with pytest.raises(ValueError, match="gradient_weight"):
+        ObjectiveConfig(gradient_weight=value)
