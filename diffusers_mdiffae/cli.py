@@ -316,7 +316,8 @@ def _open_latents(src: Path):
     except ValueError:
         say(f"{src}: its 'images' metadata is not valid JSON; sizes and names are not restored")
         meta = {}
-    latent_keys = [k for k in keys if k.startswith("latent.") and k.split(".", 1)[1].isdigit()]
+    # isdecimal, not isdigit: "²" is a digit that int() refuses
+    latent_keys = [k for k in keys if k.startswith("latent.") and k.split(".", 1)[1].isdecimal()]
     latent_keys.sort(key=lambda k: int(k.split(".", 1)[1]))
     if not latent_keys:
         raise CLIError(f"{src}: holds no 'latent.N' tensors; not a latent file written by `mdiffae encode`")

@@ -7,7 +7,11 @@ import types
 from pathlib import Path
 
 import pytest
-from fixtures.hostile import cli
+import torch
+from fixtures.hostile import cli, photo
+from PIL import Image
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 import diffusers_mdiffae
 import diffusers_mdiffae.dataset_encoding as dataset_encoding
@@ -445,3 +449,108 @@ def test_eval_refuses_a_file_for_out_and_a_folder_for_json(tmp_path, capsys, rec
     rc, _, err = cli(capsys, "eval", a, "--json", tmp_path)
     assert (rc, err) == (1, f"error: {tmp_path}: is a folder; --json takes a file name\n")
     assert recorded_eval["load"] == []
+
+
+# -- encode / decode: which latents are read, which files are written (a stand-in model) -------------
+
+
+class _CodecModel:
+    """Encodes to a constant latent at 1/8 size and refuses 32 px wide images, as a model refuses a
+    size it cannot take; decodes a [C, h, w] latent to an 8h x 8w black image."""
+
+    dtype = torch.float32
+
+    def encode(self, x):
+        if x.shape[-1] == 32:
+            raise ValueError("this model takes no 32 px wide image")
+        return types.SimpleNamespace(latent=x[:, :, ::8, ::8] * 0 + 0.5)
+
+    def decode(self, z, **kwargs):
+        return types.SimpleNamespace(sample=z.repeat_interleave(8, -1).repeat_interleave(8, -2) * 0)
+
+
+@pytest.fixture
+def codec(monkeypatch):
+    monkeypatch.setattr(cli_module, "load_model", lambda spec, dtype: _CodecModel())
+
+
+def _latent_file(path, tensors, meta):
+    # one tensor may be given under several keys: safetensors wants each stored on its own
+    save_file({k: v.clone() for k, v in tensors.items()}, str(path), metadata={"images": json.dumps(meta)})
+    return path
+
+
+def test_encode_folder_skips_an_image_the_model_refuses_and_encodes_the_rest(tmp_path, capsys, codec):
+    src, out = tmp_path / "in", tmp_path / "z.safetensors"
+    # the refused image comes first: the ones after it must still be encoded
+    a, b, c = photo(src / "a.png", 32, 16), photo(src / "b.png", 16, 16), photo(src / "c.png", 16, 16)
+    rc, stdout, err = cli(capsys, "encode", src, out)
+    assert rc == 0
+    assert f"skipped {a}: this model takes no 32 px wide image\n" in err
+    assert stdout == f"wrote 2 latent(s) to {out}\nencoded 2, skipped 1 ({out})\n"
+    with safe_open(str(out), "pt") as f:
+        assert sorted(f.keys()) == ["latent.0", "latent.1"]
+        assert [v["source"] for v in json.loads(f.metadata()["images"]).values()] == [str(b), str(c)]
+
+
+def test_encode_one_file_the_model_refuses_fails_naming_it(tmp_path, capsys, codec):
+    a = photo(tmp_path / "a.png", 32, 16)
+    rc, stdout, err = cli(capsys, "encode", a, tmp_path / "z.safetensors")
+    assert (rc, stdout, err) == (1, "", f"error: {a}: this model takes no 32 px wide image\n")
+    assert not (tmp_path / "z.safetensors").exists()
+
+
+def test_decode_reads_only_latent_keys_with_a_plain_decimal_index(tmp_path, capsys, codec):
+    # Keys that only look like indices are ignored like any other tensor, not parsed (or crashed on):
+    # '²' passes str.isdigit but int() refuses it, so the index must be decimal digits.
+    z = torch.zeros(3, 2, 2)
+    src = _latent_file(
+        tmp_path / "z.safetensors",
+        {"latent.0": z, "latent.1.2": z, "latent.x.3": z, "latent.\u00b2": z, "latent.": z},
+        {},
+    )
+    out = tmp_path / "o.png"
+    rc, stdout, err = cli(capsys, "decode", src, out)
+    assert (rc, stdout, err) == (0, f"wrote {out}\n", "")  # one latent: one file, no tally
+
+
+def test_decode_numbers_unnamed_outputs_in_index_order_not_text_order(tmp_path, capsys, codec):
+    # Without sources the outputs are image_<position>; positions follow 2 < 9 < 10, not "10" < "2".
+    z = torch.zeros(3, 2, 2)
+    meta = {"2": {"height": 1, "width": 1}, "9": {"height": 2, "width": 2}, "10": {"height": 3, "width": 3}}
+    src = _latent_file(tmp_path / "z.safetensors", {"latent.10": z, "latent.2": z, "latent.9": z}, meta)
+    out = tmp_path / "out"
+    rc, stdout, _ = cli(capsys, "decode", src, out)
+    assert (rc, stdout) == (0, f"wrote 3, skipped 0 ({out})\n")
+    sizes = {p.name: Image.open(p).size for p in out.iterdir()}
+    assert sizes == {"image_0.png": (1, 1), "image_1.png": (2, 2), "image_2.png": (3, 3)}
+
+
+def test_decode_crops_a_wide_image_to_its_stored_width(tmp_path, capsys, codec):
+    # A 2x3 latent decodes to 16 high, 24 wide; width 20 fits the width (24) though not the height.
+    src = _latent_file(
+        tmp_path / "z.safetensors", {"latent.0": torch.zeros(3, 2, 3)}, {"0": {"height": 10, "width": 20}}
+    )
+    rc, _, _ = cli(capsys, "decode", src, tmp_path / "o.png")
+    assert rc == 0 and Image.open(tmp_path / "o.png").size == (20, 10)
+
+
+def test_decode_names_outputs_from_sources_with_the_requested_extension(tmp_path, capsys, codec):
+    z = torch.zeros(3, 2, 2)
+    meta = {"0": {"source": "/p/a.png"}, "1": {"source": "/p/sub/b.jpg"}}
+    src = _latent_file(tmp_path / "z.safetensors", {"latent.0": z, "latent.1": z}, meta)
+    out = tmp_path / "out"
+    rc, _, _ = cli(capsys, "decode", src, out, "--ext", "jpg")
+    assert rc == 0
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*.*")) == ["a.jpg", "sub/b.jpg"]
+
+
+def test_decode_ignores_a_source_that_is_not_text(tmp_path, capsys, codec):
+    # Hand-edited metadata: a number or a list where the source path should be names nothing.
+    z = torch.zeros(3, 2, 2)
+    meta = {"0": {"source": 5}, "1": {"source": ["/p/a.png"]}}
+    src = _latent_file(tmp_path / "z.safetensors", {"latent.0": z, "latent.1": z}, meta)
+    out = tmp_path / "out"
+    rc, stdout, err = cli(capsys, "decode", src, out)
+    assert (rc, stdout) == (0, f"wrote 2, skipped 0 ({out})\n")
+    assert sorted(p.name for p in out.iterdir()) == ["image_0.png", "image_1.png"]
