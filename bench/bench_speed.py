@@ -13,8 +13,9 @@ the peak memory of a tiled 2048x2048 decode.
     python bench/bench_speed.py --quick                 # 256/512 only, fewer runs (~5 min)
     python bench/bench_speed.py --update-readme         # also refresh the table block in README.md
     python bench/bench_speed.py --semdis                # SemDisDiffAE vs FLUX.2's AutoencoderKLFlux2 only
+    python bench/bench_speed.py --demo                  # the bundled checkpoint vs SD-1.5's AutoencoderKL only
 
-Random weights: speed does not depend on them. Timings on a shared machine drift by tens of percent
+Random weights (but for ``--demo``, which times the bundled checkpoint): speed does not depend on them. Timings on a shared machine drift by tens of percent
 over minutes, which is why only ratios measured inside one run are quoted.
 """
 
@@ -50,8 +51,9 @@ LABELS = {
     "flux1": "AutoencoderKL FLUX.1",
     "semdis": "AutoencoderSemDisDiffAE (published config)",
     "flux2": "AutoencoderKLFlux2 (FLUX.2, default config)",
+    "demo": "AutoencoderMDiffAE (the bundled checkpoint)",
 }
-OURS = ("mdiffae", "semdis")  # 16x latents, decoded by sampling
+OURS = ("mdiffae", "semdis", "demo")  # 16x latents, decoded by sampling
 
 
 # -- one measurement (runs in its own subprocess) -------------------------------------------------
@@ -68,6 +70,10 @@ def build(name: str):
         from diffusers_mdiffae import AutoencoderSemDisDiffAE
 
         return AutoencoderSemDisDiffAE()
+    if name == "demo":  # trained weights, the one model here that is not random
+        from diffusers_mdiffae import DEMO_MODEL_DIR, AutoencoderMDiffAE
+
+        return AutoencoderMDiffAE.from_pretrained(DEMO_MODEL_DIR)
     if name == "flux2":
         return diffusers.AutoencoderKLFlux2()  # its defaults are the FLUX.2 VAE
     cfg = KL_CONFIGS[name]
@@ -210,6 +216,11 @@ def main(argv=None) -> int:
     p.add_argument(
         "--semdis", action="store_true", help="only SemDisDiffAE vs FLUX.2's VAE (writes bench/RESULTS_SEMDIS.md)"
     )
+    p.add_argument(
+        "--demo",
+        action="store_true",
+        help="only the bundled checkpoint vs SD-1.5's AutoencoderKL (writes bench/RESULTS_DEMO.md)",
+    )
     a = p.parse_args(argv)
 
     if a.one:
@@ -222,7 +233,9 @@ def main(argv=None) -> int:
 
     env = dict(os.environ, OMP_NUM_THREADS=str(a.threads))
     if a.semdis:
-        return run_semdis(a, env)
+        return run_pair(a, env, "semdis", "flux2", "SemDisDiffAE", "FLUX.2 VAE", "--semdis", "SEMDIS")
+    if a.demo:
+        return run_pair(a, env, "demo", "sd15", "bundled mDiffAE", "SD-1.5 VAE", "--demo", "DEMO")
     runs, kl_runs = (2, 1) if a.quick else (a.runs, a.kl_runs)
     started = time.time()
     peak = run_sub(["peak", a.threads], env)
@@ -269,15 +282,15 @@ def main(argv=None) -> int:
     return 0
 
 
-def run_semdis(a, env) -> int:
-    """SemDisDiffAE next to the VAE its card compares with, same process setup, back to back per cell."""
+def run_pair(a, env, ours: str, peer: str, ours_label: str, peer_label: str, flag: str, stem: str) -> int:
+    """One of our models next to a peer VAE, same process setup, back to back per cell (256 and 512, both dtypes)."""
     started = time.time()
     results = []
     for dtype in ("float32", "bfloat16"):
         for size in (256, 512):
             for op in ("encode", "decode"):
-                for name in ("semdis", "flux2"):
-                    runs = a.runs if name == "semdis" else a.kl_runs
+                for name in (ours, peer):
+                    runs = a.runs if name == ours else a.kl_runs
                     r = run_sub([name, op, size, dtype, runs, 1, a.threads, True], env)
                     (
                         r.setdefault("model", name),
@@ -292,7 +305,7 @@ def run_semdis(a, env) -> int:
         "threads": a.threads,
         "versions": _versions(),
         "wall_s": round(time.time() - started),
-        "command": "python bench/bench_speed.py --semdis",
+        "command": f"python bench/bench_speed.py {flag}",
         "load_average_end": os.getloadavg(),
     }
     lines = [
@@ -301,13 +314,13 @@ def run_semdis(a, env) -> int:
         f"at the end {', '.join(f'{x:.2f}' for x in meta['load_average_end'])}). Batch 1, random weights, median of the "
         "timed runs (min in brackets), each cell in a fresh process.",
         "",
-        "| size | dtype | op | SemDisDiffAE s | FLUX.2 VAE s | speed-up | SemDisDiffAE GFLOP | FLUX.2 GFLOP |",
+        f"| size | dtype | op | {ours_label} s | {peer_label} s | speed-up | {ours_label} GFLOP | {peer_label} GFLOP |",
         "|---:|---|---|---:|---:|---:|---:|---:|",
     ]
     for dtype in ("float32", "bfloat16"):
         for size in (256, 512):
             for op in ("encode", "decode"):
-                m, f = _find(results, "semdis", op, size, dtype), _find(results, "flux2", op, size, dtype)
+                m, f = _find(results, ours, op, size, dtype), _find(results, peer, op, size, dtype)
                 if not (m and f):
                     continue
                 lines.append(
@@ -323,8 +336,10 @@ def run_semdis(a, env) -> int:
             + "; ".join(f"{r['model']} {r['op']} {r['size']} {r['dtype']}: {r['error']}" for r in errors),
         ]
     md = "\n".join(lines) + "\n"
-    Path(ROOT / "bench" / "RESULTS_SEMDIS.md").write_text(md)
-    Path(ROOT / "bench" / "results_semdis.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
+    Path(ROOT / "bench" / f"RESULTS_{stem}.md").write_text(md)
+    Path(ROOT / "bench" / f"results_{stem.lower()}.json").write_text(
+        json.dumps({"meta": meta, "results": results}, indent=1)
+    )
     print(md)
     return 0
 
