@@ -46,6 +46,13 @@ def main(argv=None) -> int:
     p.add_argument("--size", type=int, nargs=2, default=(96, 160), metavar=("H", "W"), help="window (default 96 160)")
     p.add_argument("--gain", type=float, default=4.0, help="contrast stretch (default 4)")
     p.add_argument("--zoom", type=int, default=3, help="nearest-neighbour zoom (default 3)")
+    p.add_argument(
+        "--window",
+        action="append",
+        default=[],
+        metavar="NAME=TOP,LEFT",
+        help="place one image's window by hand instead of the flattest (e.g. rocket.png=0,440), repeatable",
+    )
     args = p.parse_args(argv)
 
     from diffusers_mdiffae import AutoencoderMDiffAE
@@ -65,6 +72,13 @@ def main(argv=None) -> int:
         if not sep:
             p.error(f"--model takes LABEL=FOLDER, got {spec!r}")
         models.append((label, AutoencoderMDiffAE.from_pretrained(folder).eval()))
+    placed = {}
+    for spec in args.window:
+        name, _, where = spec.partition("=")
+        try:
+            placed[name] = tuple(int(v) for v in where.split(","))
+        except ValueError:
+            p.error(f"--window takes NAME=TOP,LEFT, got {spec!r}")
     paths = list_images(args.images)
     if not paths:
         p.error(f"{args.images}: no images")
@@ -73,7 +87,7 @@ def main(argv=None) -> int:
     table = {label: [] for label, _ in models}
     for path in paths:
         x = pil_to_tensor(load_rgb(path)[0])
-        top, left = flattest_window(x, *args.size)
+        top, left = placed.get(path.name) or flattest_window(x, *args.size)
         window = (..., slice(top, top + args.size[0]), slice(left, left + args.size[1]))
         centre = x[window].mean(dim=(-2, -1), keepdim=True)
         rows[0].append(stretched(x[window], centre, args.gain))

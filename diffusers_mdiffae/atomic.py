@@ -24,7 +24,8 @@ import tempfile
 from pathlib import Path
 from typing import Iterator, Optional, Union
 
-# mkstemp creates 0600 files; finished outputs get the usual permissions (0666 minus the umask).
+# mkstemp/mkdtemp create 0600 files and 0700 folders; finished outputs get the usual permissions
+# (0666 for files, 0777 for folders, minus the umask).
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -182,6 +183,7 @@ def atomic_directory(path: Union[str, os.PathLike], overwrite: bool = False) -> 
         raise _renamed_error(e, path) from None
     try:
         yield tmp
+        os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp's 0700 would make the finished folder private
         _fsync_tree(tmp)
         if overwrite and os.path.lexists(path):
             old = Path(tempfile.mkdtemp(prefix=f".{path.name}{OLD_DIR_TAG}{os.getpid()}-", dir=path.parent))

@@ -74,6 +74,17 @@ def test_a_finished_file_has_the_usual_permissions(tmp_path):
     assert stat.S_IMODE(os.stat(tmp_path / "out.bin").st_mode) == 0o666 & ~atomic._UMASK
 
 
+def test_a_finished_folder_has_the_usual_permissions_not_mkdtemps(tmp_path):
+    with atomic_directory(tmp_path / "model") as tmp:
+        assert stat.S_IMODE(os.stat(tmp).st_mode) == 0o700  # mkdtemp's while being written
+        (tmp / "config.json").write_text("{}")
+    assert stat.S_IMODE(os.stat(tmp_path / "model").st_mode) == 0o777 & ~atomic._UMASK
+    (tmp_path / "model" / "config.json").unlink()
+    with atomic_directory(tmp_path / "model", overwrite=True) as tmp:
+        (tmp / "config.json").write_text("{}")
+    assert stat.S_IMODE(os.stat(tmp_path / "model").st_mode) == 0o777 & ~atomic._UMASK
+
+
 def test_a_failed_file_write_keeps_the_old_file_and_leaves_nothing(tmp_path, monkeypatch):
     steps = _journal(monkeypatch)
     dest = tmp_path / "out.bin"
