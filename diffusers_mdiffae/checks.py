@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 
 
@@ -55,10 +57,11 @@ def check_latents(z, latent_channels: int) -> None:
     _check_finite(z, "latents")
 
 
-def check_fixed_size_images(x, in_channels: int, image_size: int) -> None:
+def check_fixed_size_images(x, in_channels: int, image_size: int, size_refusal: Optional[str] = None) -> None:
     """Raise ``ValueError`` unless ``x`` is a finite ``[B, in_channels, image_size, image_size]`` float tensor.
 
-    For models with a fixed input resolution (the 1-D token tokenizers): the message says how to resize.
+    For models with a fixed input resolution (the 1-D token tokenizers, VMAE): the message says how to
+    resize. ``size_refusal`` replaces that message, formatted with ``h``, ``w`` and ``size``.
     """
     _check_tensor(x, "images")
     if x.shape[1] != in_channels:
@@ -68,6 +71,8 @@ def check_fixed_size_images(x, in_channels: int, image_size: int) -> None:
         )
     h, w = x.shape[-2:]
     if (h, w) != (image_size, image_size):
+        if size_refusal is not None:
+            raise ValueError(size_refusal.format(h=h, w=w, size=image_size))
         raise ValueError(
             f"image is {h}x{w} but this model takes {image_size}x{image_size}; resize it first "
             f"(e.g. VaeImageProcessor(...).preprocess(image, height={image_size}, width={image_size}) or "

@@ -22,7 +22,7 @@ from diffusers.models.modeling_outputs import AutoencoderKLOutput
 from diffusers.utils.accelerate_utils import apply_forward_hook
 from torch import nn
 
-from ...checks import _check_finite, _check_tensor
+from ...checks import _check_finite, _check_tensor, check_fixed_size_images
 from .. import hub
 from ..mae_vit_blocks import MAEBlock, MAEPatchEmbed, SmoothedPixelHead
 
@@ -389,20 +389,14 @@ def check_vmae_config(c: dict) -> None:
 
 def check_vmae_images(x, in_chans: int, img_size: int) -> None:
     """Raise ``ValueError`` unless ``x`` is a finite float ``[B, in_chans, img_size, img_size]`` tensor."""
-    _check_tensor(x, "images")
-    if x.shape[1] != in_chans:
-        raise ValueError(
-            f"images must have {in_chans} channels in dim 1, got shape {tuple(x.shape)}; "
-            "pass NCHW RGB (convert grayscale/RGBA to RGB, permute NHWC with x.permute(0, 3, 1, 2))"
-        )
-    h, w = x.shape[-2:]
-    if (h, w) != (img_size, img_size):
-        raise ValueError(
-            f"images must be exactly {img_size}x{img_size} (the position tables are fixed), got {h}x{w}; "
-            f"resize or centre-crop first, e.g. torch.nn.functional.interpolate(x, size=({img_size}, {img_size}), "
-            "mode='bicubic', antialias=True), or crop the centre square and resize it as LDMAE does"
-        )
-    _check_finite(x, "images")
+    check_fixed_size_images(
+        x,
+        in_chans,
+        img_size,
+        size_refusal="images must be exactly {size}x{size} (the position tables are fixed), got {h}x{w}; "
+        "resize or centre-crop first, e.g. torch.nn.functional.interpolate(x, size=({size}, {size}), "
+        "mode='bicubic', antialias=True), or crop the centre square and resize it as LDMAE does",
+    )
 
 
 def check_vmae_latents(z, latent_dim: int, grid: int, patch_size: int) -> None:
