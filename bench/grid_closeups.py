@@ -61,6 +61,7 @@ def main(argv=None) -> int:
         load_rgb,
         pad_to_multiple,
         pil_to_tensor,
+        quantize_8bit,
         save_image_atomic,
         tensor_to_pil,
     )
@@ -95,7 +96,7 @@ def main(argv=None) -> int:
         for i, (label, model) in enumerate(models, start=1):
             with torch.no_grad():
                 y = model.reconstruct(xp)[..., :h, :w].clamp(-1, 1)
-            y = ((y + 1) * 127.5).round() / 127.5 - 1  # the 8-bit image a user saves
+            y = quantize_8bit(y)  # the 8-bit image a user saves
             table[label].append((path.name, psnr(y, x), seam_contrast(y, x)))
             rows[i].append(stretched(y[window], centre, args.gain))
 

@@ -9,7 +9,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 import torch
 import torch.nn.functional as F
 
-from .imaging import load_rgb, pad_to_multiple, pil_to_tensor, save_image_atomic, tensor_to_pil
+from .imaging import load_rgb, pad_to_multiple, pil_to_tensor, quantize_8bit, save_image_atomic, tensor_to_pil
 from .latent_pca import latent_pca_rgb
 from .metrics import psnr, seam_contrast, ssim
 
@@ -91,7 +91,7 @@ def evaluate_files(
             row[f"psnr_bicubic{f}"], row[f"ssim_bicubic{f}"] = psnr(base, x), ssim(base, x)
         if lp is not None:
             row["lpips"] = float(lp(y, x).mean())
-        grid_score = seam_contrast(_quantized(y), x, period=16)
+        grid_score = seam_contrast(quantize_8bit(y), x, period=16)  # what a user saves
         row["grid"] = None if math.isnan(grid_score) else grid_score
         rows.append(row)
         if out_dir is not None:
@@ -106,11 +106,6 @@ def evaluate_files(
     keys = [k for k in rows[0] if k not in ("image", "size")]
     mean = {k: _mean([r[k] for r in rows]) for k in keys}
     return {"rows": rows, "mean": mean, "markdown": _markdown(rows, mean, lp is not None)}
-
-
-def _quantized(y: torch.Tensor) -> torch.Tensor:
-    """``y`` as the 8-bit image a user would save: an error step below one level is not visible."""
-    return ((y.clamp(-1, 1) + 1) * 127.5).round() / 127.5 - 1
 
 
 def _mean(values: List[Optional[float]]) -> Optional[float]:

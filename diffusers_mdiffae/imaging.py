@@ -110,6 +110,11 @@ def pil_to_tensor(image) -> torch.Tensor:
     return torch.from_numpy(arr).permute(2, 0, 1)[None] / 127.5 - 1.0
 
 
+def quantize_8bit(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in [-1, 1] rounded to the 256 levels an 8-bit image file keeps (clamped), still in [-1, 1]."""
+    return ((x.float().clamp(-1, 1) + 1) * 127.5).round() / 127.5 - 1
+
+
 def tensor_to_pil(x: torch.Tensor):
     """``[3, H, W]`` or ``[1, 3, H, W]`` in [-1, 1] -> 8-bit RGB PIL image (rounded, clamped)."""
     from PIL import Image
