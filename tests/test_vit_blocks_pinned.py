@@ -11,7 +11,13 @@ import math
 import pytest
 import torch
 
-from diffusers_mdiffae.models.vit_blocks import MixedRoPE2D, grid_coordinates, init_mixed_rope_freqs
+from diffusers_mdiffae.models.vit_blocks import (
+    LayerScale,
+    MixedRoPE2D,
+    ViTBlock,
+    grid_coordinates,
+    init_mixed_rope_freqs,
+)
 
 
 def expected_freqs(head_dim, num_heads, depth, theta, angles):
@@ -78,3 +84,21 @@ def test_each_tokens_rotation_angle_is_column_times_fx_plus_row_times_fy():
                 angle = x * f[0, d, h * 4 : h * 4 + 4] + y * f[1, d, h * 4 : h * 4 + 4]
                 want = torch.polar(torch.ones(4, dtype=torch.float64), angle).to(torch.complex64)
                 torch.testing.assert_close(cis[d, h, n], want, rtol=1e-5, atol=1e-5)
+
+
+def test_layer_scale_starts_at_1e_5_per_channel_and_scales_the_last_dimension():
+    scale = LayerScale(6)
+    assert torch.equal(scale.gamma.detach(), torch.full((6,), 1e-5))
+    assert torch.equal(LayerScale(3, init_values=0.5).gamma.detach(), torch.full((3,), 0.5))
+    x = torch.arange(12.0).view(2, 6)
+    assert torch.equal(scale(x), x * 1e-5)
+
+
+def test_a_vit_block_defaults_to_layernorm_eps_1e_6_and_an_mlp_4_times_wider():
+    block = ViTBlock(16, 2)
+    assert block.norm1.eps == block.norm2.eps == 1e-6
+    assert block.mlp.fc1.out_features == 64 and block.mlp.fc2.in_features == 64
+    assert torch.equal(block.ls1.gamma.detach(), torch.full((16,), 1e-5))
+    assert torch.equal(block.ls2.gamma.detach(), torch.full((16,), 1e-5))
+    other = ViTBlock(16, 2, mlp_ratio=2.5, norm_eps=1e-5)
+    assert other.norm1.eps == other.norm2.eps == 1e-5 and other.mlp.fc1.out_features == 40
