@@ -7,10 +7,11 @@ the folder, the exact refusal sentences.
 
 import json
 import locale
+import math
 
 import pytest
 import torch
-from fixtures.models import make_tiny_tokenizer, write_vmae_pth
+from fixtures.models import TOKENIZERS, make_tiny_tokenizer, write_vmae_pth
 
 from diffusers_mdiffae import AutoencoderVMAE
 from diffusers_mdiffae.models.autoencoders.autoencoder_vmae import LICENSE_NOTE
@@ -108,3 +109,79 @@ def test_the_licence_note_is_utf8_whatever_the_locale(tiny, tmp_path):
         locale.setlocale(locale.LC_CTYPE, before)
     note = (tmp_path / "m" / "LICENSE_NOTE.md").read_bytes()
     assert note.startswith("# AutoencoderVMAÉ: licence of the weights\n\n".encode())
+
+
+# -- position table, latent checks, encoding -------------------------------------------------------
+
+
+def expected_sincos(grid: int, dim: int) -> torch.Tensor:
+    """The docstring's table, in float64 with ``math``: columns in the first half, rows in the second."""
+    quarter = dim // 4
+    table = torch.zeros(grid * grid, dim, dtype=torch.float64)
+    for n in range(grid * grid):
+        for half, pos in enumerate((n % grid, n // grid)):
+            for k in range(quarter):
+                angle = pos * 10000.0 ** (-k / quarter)
+                table[n, half * dim // 2 + k] = math.sin(angle)
+                table[n, half * dim // 2 + quarter + k] = math.cos(angle)
+    return table[None]
+
+
+@pytest.mark.parametrize("grid, dim", [(16, 32), (4, 8), (1, 4)])
+def test_sincos_table_is_the_definition_rounded_once_to_float32(grid, dim):
+    from diffusers_mdiffae.models.autoencoders.autoencoder_vmae import sincos_table
+
+    table = sincos_table(grid, dim)
+    assert table.shape == (1, grid * grid, dim) and table.dtype == torch.float32
+    # computed in float64 and rounded once: within half a float32 step (values are at most 1)
+    torch.testing.assert_close(table.double(), expected_sincos(grid, dim), rtol=0, atol=3.0e-8)
+
+
+def test_sincos_table_of_a_width_not_divisible_by_4_is_zeros():
+    from diffusers_mdiffae.models.autoencoders.autoencoder_vmae import sincos_table
+
+    assert torch.equal(sincos_table(3, 6), torch.zeros(1, 9, 6))
+
+
+def test_nonfinite_latents_are_refused_counting_them(tiny):
+    g = tiny.latent_grid
+    z = torch.zeros(1, tiny.config.latent_dim, g, g)
+    z[0, 0, 0, :2] = float("nan")
+    z[0, 1, 0, 0] = float("inf")
+    with pytest.raises(ValueError) as err:
+        tiny.decode(z)
+    assert str(err.value) == "latents contains 3 NaN or infinite values; clean the input before encoding/decoding"
+
+
+def small_vmae():
+    """The tiny VMAE at 32 x 32 pixels (a 4 x 4 latent grid), for tests that run it."""
+    torch.manual_seed(5)
+    config = dict(TOKENIZERS["vmae"][1], img_size=32)
+    return AutoencoderVMAE(**config, decoder_embed_dim=24, decoder_depth=1, decoder_num_heads=12, latent_dim=4).eval()
+
+
+def test_images_are_cast_to_the_models_dtype_before_encoding():
+    model = small_vmae().double()
+    x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(model.encode_moments(x), model.encode_moments(x.double()))
+
+
+def test_a_batch_is_encoded_in_one_pass_unless_slicing_is_enabled(monkeypatch):
+    model = small_vmae()
+    calls = []
+    real = model._moments
+
+    def moments(x):
+        calls.append(x.shape[0])
+        return real(x)
+
+    monkeypatch.setattr(model, "_moments", moments)
+    x = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    with torch.no_grad():
+        whole = model.encode_moments(x)
+        assert calls == [3]
+        model.enable_slicing()
+        sliced = model.encode_moments(x)
+    assert calls == [3, 1, 1, 1]
+    torch.testing.assert_close(whole, sliced, rtol=1e-5, atol=1e-6)
