@@ -3,6 +3,7 @@
 import math
 
 import pytest
+import torch
 
 from diffusers_mdiffae.verify import VERIFY_TOLERANCE, VerifyResult
 
@@ -42,3 +43,28 @@ def test_a_given_tolerance_is_compared_strictly_too(tol, passed):
 def test_nothing_compared_never_passes():
     assert result().passed() is False
     assert result().passed(float("inf")) is False
+
+
+def test_a_sample_image_is_cropped_to_multiples_of_16_from_the_top_left(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from diffusers_mdiffae.verify import load_sample_image
+
+    pixels = (np.arange(50 * 70 * 3) % 251).astype(np.uint8).reshape(50, 70, 3)  # H 50, W 70
+    Image.fromarray(pixels).save(tmp_path / "photo.png")
+    x = load_sample_image(tmp_path / "photo.png")
+    assert x.shape == (1, 3, 48, 64) and x.dtype == torch.float32
+    want = torch.from_numpy(pixels[:48, :64].astype(np.float32)).permute(2, 0, 1)[None] / 127.5 - 1.0
+    assert torch.equal(x, want)
+
+
+def test_the_bundled_sample_image_is_used_by_default():
+    from diffusers_mdiffae import SAMPLE_IMAGE
+    from diffusers_mdiffae.imaging import load_rgb, pil_to_tensor
+    from diffusers_mdiffae.verify import load_sample_image
+
+    full = pil_to_tensor(load_rgb(SAMPLE_IMAGE)[0])
+    x = load_sample_image()
+    h, w = full.shape[-2] // 16 * 16, full.shape[-1] // 16 * 16
+    assert x.shape == (1, 3, h, w) and torch.equal(x, full[..., :h, :w])
