@@ -79,3 +79,9 @@ def test_vit_overrides_for_a_folder_of_ours_is_refused_naming_it(tmp_path):
         "vit_overrides applies only to original continuous_tokenizer folders "
         f"(ModelArgs config.json); {tmp_path / 'ours'} is not one"
     )
+
+
+@pytest.mark.parametrize("cls", [AutoencoderMAETok, AutoencoderSoftVQ])
+def test_a_fresh_tokenizer_is_neither_tiled_nor_sliced(cls):
+    model = cls(**TINY)
+    assert model.use_tiling is False and model.use_slicing is False
