@@ -25,3 +25,17 @@ def test_the_norm_eps_reaches_the_output():
         same = FCDMBlock(4, 2.0, depthwise_kernel_size=3, norm_eps=1e-6)
         same.load_state_dict(block.state_dict())
         assert not torch.allclose(same(x), block(x))
+
+
+def test_a_float32_layer_scale_does_not_promote_a_half_precision_output():
+    """diffusers' layerwise casting keeps ``layer_scale`` in float32 (``_skip_layerwise_casting_patterns``)."""
+    torch.manual_seed(1)
+    block = FCDMBlock(4, 2.0, depthwise_kernel_size=3).to(torch.bfloat16)
+    block.layer_scale.data = torch.full((4,), 0.5)
+    assert block.layer_scale.dtype == torch.float32
+    x = torch.randn(1, 4, 5, 5).to(torch.bfloat16)
+    with torch.no_grad():
+        out = block(x)
+        h = block.pwconv2(block.grn(torch.nn.functional.gelu(block.pwconv1(block.norm(block.dwconv(x))))))
+    assert out.dtype == torch.bfloat16
+    assert torch.equal(out, x + torch.tensor(0.5, dtype=torch.bfloat16) * h)
