@@ -5,6 +5,7 @@ import pytest
 import torch
 from fixtures.models import images, make_tiny
 
+from diffusers_mdiffae import AutoencoderMDiffAE
 from diffusers_mdiffae.models.norms import ChannelWiseRMSNorm
 
 
@@ -121,3 +122,53 @@ def test_tiling_settings_at_their_bounds_are_kept():
     assert model.use_tiling is True and (model.tile_sample_min_size, model.tile_overlap_factor) == (16, 0.0)
     model.enable_tiling(tile_overlap_factor=0.75)
     assert (model.tile_sample_min_size, model.tile_overlap_factor) == (16, 0.75)
+
+
+@torch.no_grad()
+def test_the_deterministic_encoder_gives_a_point_distribution_at_diffusers_log_variance_floor():
+    model = make_tiny(seed=2)
+    x = images(2, 32, 32, seed=5)
+    dist = model.encode(x).latent_dist
+    z = model.encoder(x)
+    latent = model.config.latent_channels
+    assert dist.deterministic is True
+    assert torch.equal(dist.parameters[:, :latent], z)
+    assert torch.equal(dist.parameters[:, latent:], torch.full_like(z, -30.0))
+    assert torch.equal(dist.logvar, torch.full_like(z, -30.0))
+    assert torch.equal(dist.std, torch.zeros_like(z)) and torch.equal(dist.mode(), z)
+
+
+NO_LOADING_ISSUES = {"missing_keys": [], "unexpected_keys": [], "mismatched_keys": [], "error_msgs": []}
+
+
+def test_loading_info_of_a_published_snapshot_reports_no_issue_in_diffusers_keys(tmp_path):
+    from test_convert import write_snapshot
+
+    original = make_tiny(seed=3)
+    snap = write_snapshot(tmp_path, "mdiffae_v1", original)
+    model, info = AutoencoderMDiffAE.from_pretrained(snap, output_loading_info=True)
+    assert info == NO_LOADING_ISSUES
+    assert all(torch.equal(v, original.state_dict()[k]) for k, v in model.state_dict().items())
+    assert isinstance(AutoencoderMDiffAE.from_pretrained(snap), AutoencoderMDiffAE)
+
+
+def test_loading_info_of_a_saved_folder_is_diffusers_own(tmp_path):
+    make_tiny(seed=3).save_pretrained(tmp_path / "m")
+    model, info = AutoencoderMDiffAE.from_pretrained(tmp_path / "m", output_loading_info=True)
+    assert isinstance(model, AutoencoderMDiffAE) and set(info) == set(NO_LOADING_ISSUES)
+    assert all(not v for v in info.values())
+    assert isinstance(
+        AutoencoderMDiffAE.from_pretrained(tmp_path / "m", output_loading_info=False), AutoencoderMDiffAE
+    )
+
+
+def test_save_pretrained_writes_card_config_and_weights_on_the_main_process_only(tmp_path):
+    model = make_tiny(seed=3)
+    model.save_pretrained(tmp_path / "main")
+    assert sorted(p.name for p in (tmp_path / "main").iterdir()) == [
+        "README.md",
+        "config.json",
+        "diffusion_pytorch_model.safetensors",
+    ]
+    model.save_pretrained(tmp_path / "other", is_main_process=False)
+    assert sorted(p.name for p in (tmp_path / "other").iterdir()) == ["diffusion_pytorch_model.safetensors"]
