@@ -46,3 +46,14 @@ def test_images_are_cast_to_the_models_dtype_before_encoding(kind):
         from_float = model.encode(x).latent
         from_double = model.encode(x.double()).latent
     assert torch.equal(from_float, from_double)
+
+
+def test_a_posterior_encoders_forward_is_the_posterior_mode_alpha_times_mean():
+    model = make_tiny(seed=3, family="semdisdiffae")
+    x = images(1, 32, 32, seed=6)
+    with torch.no_grad():
+        mean, logsnr = model.encode_posterior(x)
+        mode = model.encoder(x)
+        latent = model.encode(x).latent
+    torch.testing.assert_close(mode, torch.sigmoid(logsnr).sqrt() * mean)
+    torch.testing.assert_close(model.whiten(mode), latent)
