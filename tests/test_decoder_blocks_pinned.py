@@ -54,3 +54,9 @@ def test_the_time_embedding_feeds_each_layer_in_that_layers_dtype():
     with torch.no_grad():
         out = embed(torch.tensor([0.25, 0.5]))
     assert out.dtype == torch.bfloat16 and out.shape == (2, 8)
+
+
+def test_a_dico_blocks_mlp_norm_uses_the_blocks_eps():
+    block = DiCoBlock(8, 2.0, depthwise_kernel_size=3, norm_eps=1e-3)
+    assert repr(block.mlp.norm) == "ChannelWiseRMSNorm(8, eps=0.001, affine=False)"
+    assert repr(block.norm1) == repr(block.norm2) == "ChannelWiseRMSNorm(8, eps=0.001, affine=False)"

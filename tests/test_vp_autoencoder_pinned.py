@@ -205,3 +205,15 @@ def test_a_tiled_decode_blends_in_float32_whatever_the_default_dtype():
     finally:
         torch.set_default_dtype(before)
     assert out.dtype == torch.float32 and torch.equal(out, want)
+
+
+@pytest.mark.parametrize("size", [(32, 16), (16, 32), (32, 32)])
+@torch.no_grad()
+def test_an_image_no_larger_than_a_tile_is_encoded_whole(size):
+    """Tiles are used only when a side exceeds the tile: a whole encode keeps the model's dtype (float64 here)."""
+    model = make_tiny(seed=3).double()
+    x = images(1, *size, seed=2).double()
+    plain = model.encode(x).latent
+    model.enable_tiling(tile_sample_min_size=32, tile_overlap_factor=0.25)
+    assert model.encode(x).latent.dtype == plain.dtype == torch.float64
+    assert torch.equal(model.encode(x).latent, plain)
