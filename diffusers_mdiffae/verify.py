@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,7 +73,11 @@ class VerifyResult:
 
     @property
     def max_diff(self) -> float:
-        return max(self.diffs.values()) if self.diffs else float("nan")
+        """The largest difference; NaN when nothing was compared or any comparison gave NaN."""
+        values = list(self.diffs.values())
+        if not values or any(math.isnan(v) for v in values):  # max() skips a NaN that is not first
+            return float("nan")
+        return max(values)
 
     def passed(self, tol: float = VERIFY_TOLERANCE) -> bool:
         return bool(self.diffs) and self.max_diff < tol

@@ -4,7 +4,15 @@ import pytest
 import torch
 from fixtures.models import make_tiny
 
-from diffusers_mdiffae import AutoencoderMDiffAE, AutoencoderSemDisDiffAE, FCDMDiffAE, MDiffAE
+from diffusers_mdiffae import (
+    AutoencoderMDiffAE,
+    AutoencoderSemDisDiffAE,
+    CapacitorDiffAE,
+    FCDMDiffAE,
+    IRDiffAE,
+    MDiffAE,
+    MDiffAEV2,
+)
 
 
 @pytest.fixture
@@ -58,3 +66,26 @@ def test_dewhiten_undoes_whiten_with_the_model_statistics():
     torch.testing.assert_close(api.dewhiten(z), model.dewhiten(z))
     torch.testing.assert_close(api.dewhiten(api.whiten(z)), z, rtol=1e-5, atol=1e-5)
     assert not torch.allclose(api.dewhiten(z), z)
+
+
+@pytest.mark.parametrize(
+    "wrapper, family, wraps, got",
+    [
+        (MDiffAE, "semdisdiffae", "AutoencoderMDiffAE", "AutoencoderSemDisDiffAE"),
+        (FCDMDiffAE, "mdiffae_v1", "AutoencoderSemDisDiffAE", "AutoencoderMDiffAE"),
+    ],
+)
+def test_a_model_of_another_family_is_refused_naming_wrapper_and_both_classes(wrapper, family, wraps, got):
+    with pytest.raises(TypeError) as err:
+        wrapper(make_tiny(family=family))
+    assert str(err.value) == f"{wrapper.__name__} wraps a {wraps}, got {got}"
+
+
+def test_each_published_name_names_itself_when_refusing():
+    for wrapper, wraps in ((MDiffAEV2, "AutoencoderMDiffAE"), (IRDiffAE, "AutoencoderMDiffAE")):
+        with pytest.raises(TypeError) as err:
+            wrapper(torch.nn.Linear(1, 1))
+        assert str(err.value) == f"{wrapper.__name__} wraps a {wraps}, got Linear"
+    with pytest.raises(TypeError) as err:
+        CapacitorDiffAE("model.safetensors")
+    assert str(err.value) == "CapacitorDiffAE wraps a AutoencoderSemDisDiffAE, got str"

@@ -20,6 +20,7 @@ from diffusers_mdiffae.conversion.layouts import CheckpointError
 from diffusers_mdiffae.conversion.tokenizer_layouts import (
     MODELARGS_DEFAULTS,
     convert_tokenizer,
+    is_tokenizer_config,
     original_tokenizer_config_to_ours,
     rope_buffer_grid,
     unused_tensors,
@@ -335,3 +336,27 @@ def test_snapshot_mismatch_names_the_folder_and_the_layout(tmp_path, parity):
     msg = _refusal(convert_tokenizer_snapshot, tmp_path, "softvq", overrides)
     assert msg.startswith(f"{tmp_path} (continuous_tokenizer softvq layout) does not match AutoencoderSoftVQ(")
     assert msg.endswith("}):\n  1 model tensor(s) missing from the checkpoint:\n    quant_conv.bias  [8]")
+
+
+@pytest.mark.parametrize(
+    "config, original",
+    [
+        ({"num_latent_tokens": 128, "codebook_embed_dim": 12, "encoder_model": SMALL}, True),  # exactly the three
+        ({**VIT, "num_latent_tokens": 128, "codebook_embed_dim": 12}, True),
+        ({"num_latent_tokens": 128, "codebook_embed_dim": 12}, False),
+        ({"num_latent_tokens": 128, "encoder_model": SMALL, "enc_type": "vit"}, False),
+        (
+            {
+                "_class_name": "AutoencoderMAETok",
+                "num_latent_tokens": 128,
+                "codebook_embed_dim": 12,
+                "encoder_model": SMALL,
+            },
+            False,
+        ),
+        ([("num_latent_tokens", 128), ("codebook_embed_dim", 12), ("encoder_model", SMALL)], False),
+        ("num_latent_tokens codebook_embed_dim encoder_model", False),
+    ],
+)
+def test_an_original_tokenizer_config_has_the_three_modelargs_fields_and_no_class_name(config, original):
+    assert is_tokenizer_config(config) is original

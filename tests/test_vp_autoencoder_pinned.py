@@ -5,6 +5,7 @@ import pytest
 import torch
 from fixtures.models import images, make_tiny
 
+from diffusers_mdiffae import AutoencoderMDiffAE
 from diffusers_mdiffae.models.norms import ChannelWiseRMSNorm
 
 
@@ -121,3 +122,98 @@ def test_tiling_settings_at_their_bounds_are_kept():
     assert model.use_tiling is True and (model.tile_sample_min_size, model.tile_overlap_factor) == (16, 0.0)
     model.enable_tiling(tile_overlap_factor=0.75)
     assert (model.tile_sample_min_size, model.tile_overlap_factor) == (16, 0.75)
+
+
+@torch.no_grad()
+def test_the_deterministic_encoder_gives_a_point_distribution_at_diffusers_log_variance_floor():
+    model = make_tiny(seed=2)
+    x = images(2, 32, 32, seed=5)
+    dist = model.encode(x).latent_dist
+    z = model.encoder(x)
+    latent = model.config.latent_channels
+    assert dist.deterministic is True
+    assert torch.equal(dist.parameters[:, :latent], z)
+    assert torch.equal(dist.parameters[:, latent:], torch.full_like(z, -30.0))
+    assert torch.equal(dist.logvar, torch.full_like(z, -30.0))
+    assert torch.equal(dist.std, torch.zeros_like(z)) and torch.equal(dist.mode(), z)
+
+
+NO_LOADING_ISSUES = {"missing_keys": [], "unexpected_keys": [], "mismatched_keys": [], "error_msgs": []}
+
+
+def test_loading_info_of_a_published_snapshot_reports_no_issue_in_diffusers_keys(tmp_path):
+    from test_convert import write_snapshot
+
+    original = make_tiny(seed=3)
+    snap = write_snapshot(tmp_path, "mdiffae_v1", original)
+    model, info = AutoencoderMDiffAE.from_pretrained(snap, output_loading_info=True)
+    assert info == NO_LOADING_ISSUES
+    assert all(torch.equal(v, original.state_dict()[k]) for k, v in model.state_dict().items())
+    assert isinstance(AutoencoderMDiffAE.from_pretrained(snap), AutoencoderMDiffAE)
+
+
+def test_loading_info_of_a_saved_folder_is_diffusers_own(tmp_path):
+    make_tiny(seed=3).save_pretrained(tmp_path / "m")
+    model, info = AutoencoderMDiffAE.from_pretrained(tmp_path / "m", output_loading_info=True)
+    assert isinstance(model, AutoencoderMDiffAE) and set(info) == set(NO_LOADING_ISSUES)
+    assert all(not v for v in info.values())
+    assert isinstance(
+        AutoencoderMDiffAE.from_pretrained(tmp_path / "m", output_loading_info=False), AutoencoderMDiffAE
+    )
+
+
+def test_save_pretrained_writes_card_config_and_weights_on_the_main_process_only(tmp_path):
+    model = make_tiny(seed=3)
+    model.save_pretrained(tmp_path / "main")
+    assert sorted(p.name for p in (tmp_path / "main").iterdir()) == [
+        "README.md",
+        "config.json",
+        "diffusion_pytorch_model.safetensors",
+    ]
+    model.save_pretrained(tmp_path / "other", is_main_process=False)
+    assert sorted(p.name for p in (tmp_path / "other").iterdir()) == ["diffusion_pytorch_model.safetensors"]
+
+
+def tiled(model):
+    model.enable_tiling(tile_sample_min_size=32, tile_overlap_factor=0.0)  # 2 x 2 latent tiles, no overlap
+    return model
+
+
+@torch.no_grad()
+def test_a_tiled_decode_guides_every_tile():
+    model = tiled(make_tiny(seed=6))  # token-mask PDG: each tile gets its slice of the keep mask
+    z = torch.randn(1, model.config.latent_channels, 4, 4, generator=gen(1))
+    plain = model.decode(z, num_inference_steps=2, generator=gen(2)).sample
+    guided = model.decode(z, num_inference_steps=2, generator=gen(2), pdg_strength=2.0).sample
+    assert guided.shape == (1, 3, 64, 64)
+    for ty in range(2):
+        for tx in range(2):
+            tile = (slice(None), slice(None), slice(32 * ty, 32 * ty + 32), slice(32 * tx, 32 * tx + 32))
+            assert not torch.allclose(guided[tile], plain[tile], atol=1e-4), (ty, tx)
+
+
+@torch.no_grad()
+def test_a_tiled_decode_blends_in_float32_whatever_the_default_dtype():
+    model = make_tiny(seed=6)
+    model.enable_tiling(tile_sample_min_size=32, tile_overlap_factor=0.5)  # overlapping tiles are blended
+    z = torch.randn(2, model.config.latent_channels, 5, 7, generator=gen(1))
+    want = model.decode(z, num_inference_steps=1, generator=gen(2)).sample
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        out = model.decode(z, num_inference_steps=1, generator=gen(2)).sample
+    finally:
+        torch.set_default_dtype(before)
+    assert out.dtype == torch.float32 and torch.equal(out, want)
+
+
+@pytest.mark.parametrize("size", [(32, 16), (16, 32), (32, 32)])
+@torch.no_grad()
+def test_an_image_no_larger_than_a_tile_is_encoded_whole(size):
+    """Tiles are used only when a side exceeds the tile: a whole encode keeps the model's dtype (float64 here)."""
+    model = make_tiny(seed=3).double()
+    x = images(1, *size, seed=2).double()
+    plain = model.encode(x).latent
+    model.enable_tiling(tile_sample_min_size=32, tile_overlap_factor=0.25)
+    assert model.encode(x).latent.dtype == plain.dtype == torch.float64
+    assert torch.equal(model.encode(x).latent, plain)

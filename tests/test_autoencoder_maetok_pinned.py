@@ -1,0 +1,87 @@
+"""MAETok / SoftVQ-VAE construction and loading (models/autoencoders/autoencoder_maetok.py), pinned.
+
+Constructor refusals sentence by sentence, and ``from_pretrained`` on the tiny original-layout parity
+fixture (written as ``PyTorchModelHubMixin`` would, by ``test_maetok.write_original_folder``).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from test_maetok import TINY, read_fixture, write_original_folder
+
+from diffusers_mdiffae import AutoencoderMAETok, AutoencoderSoftVQ
+
+NO_LOADING_ISSUES = {"missing_keys": [], "unexpected_keys": [], "mismatched_keys": [], "error_msgs": []}
+SIZES = (
+    "image_size",
+    "enc_patch_size",
+    "dec_patch_size",
+    "num_latent_tokens",
+    "codebook_embed_dim",
+    "encoder_embed_dim",
+    "encoder_depth",
+    "encoder_num_heads",
+    "decoder_embed_dim",
+    "decoder_depth",
+    "decoder_num_heads",
+)
+
+
+def refusal(cls=AutoencoderMAETok, **args) -> str:
+    with pytest.raises(ValueError) as err:
+        cls(**{**TINY, **args})
+    return str(err.value)
+
+
+@pytest.mark.parametrize("name", SIZES)
+@pytest.mark.parametrize("value", [0, -4])
+def test_every_size_must_be_a_positive_int(name, value):
+    assert refusal(**{name: value}) == f"{name} must be a positive int, got {value}"
+
+
+def test_mlp_ratio_must_be_positive():
+    assert refusal(mlp_ratio=0.0) == "mlp_ratio must be positive, got 0.0"
+    assert refusal(AutoencoderSoftVQ, mlp_ratio=-1.5) == "mlp_ratio must be positive, got -1.5"
+    AutoencoderMAETok(**{**TINY, "mlp_ratio": 0.5})  # any positive ratio builds
+
+
+@pytest.fixture(scope="module")
+def maetok():
+    config, overrides, state, _ = read_fixture("maetok")
+    return config, overrides, state
+
+
+def test_an_original_folder_in_a_subfolder_is_converted(maetok, tmp_path):
+    config, overrides, state = maetok
+    write_original_folder(tmp_path / "repo" / "tokenizer", config, state)
+    model = AutoencoderMAETok.from_pretrained(tmp_path / "repo", subfolder="tokenizer", vit_overrides=overrides)
+    direct = AutoencoderMAETok.from_pretrained(tmp_path / "repo" / "tokenizer", vit_overrides=overrides)
+    a, b = model.state_dict(), direct.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_loading_info_of_an_original_folder_reports_no_issue_in_diffusers_keys(maetok, tmp_path):
+    config, overrides, state = maetok
+    folder = write_original_folder(tmp_path / "snap", config, state)
+    model, info = AutoencoderMAETok.from_pretrained(folder, vit_overrides=overrides, output_loading_info=True)
+    assert isinstance(model, AutoencoderMAETok) and info == NO_LOADING_ISSUES
+    model.save_pretrained(tmp_path / "ours")
+    again, again_info = AutoencoderMAETok.from_pretrained(tmp_path / "ours", output_loading_info=True)
+    assert set(again_info) == set(info) and isinstance(again, AutoencoderMAETok)
+
+
+def test_vit_overrides_for_a_folder_of_ours_is_refused_naming_it(tmp_path):
+    AutoencoderMAETok(**TINY).save_pretrained(tmp_path / "ours")
+    with pytest.raises(ValueError) as err:
+        AutoencoderMAETok.from_pretrained(tmp_path / "ours", vit_overrides={})
+    assert str(err.value) == (
+        "vit_overrides applies only to original continuous_tokenizer folders "
+        f"(ModelArgs config.json); {tmp_path / 'ours'} is not one"
+    )
+
+
+@pytest.mark.parametrize("cls", [AutoencoderMAETok, AutoencoderSoftVQ])
+def test_a_fresh_tokenizer_is_neither_tiled_nor_sliced(cls):
+    model = cls(**TINY)
+    assert model.use_tiling is False and model.use_slicing is False

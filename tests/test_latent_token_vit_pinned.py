@@ -1,0 +1,60 @@
+"""The latent-token ViTs of MAETok / SoftVQ-VAE (models/latent_token_vit.py): parameter layout and defaults.
+
+The parameter names and shapes are what ``save_pretrained`` writes and a saved folder must match
+(token order ``[cls, N image tokens, L latent tokens]``, every table with a leading batch axis of 1).
+"""
+
+import torch
+
+from diffusers_mdiffae.models.latent_token_vit import LatentTokenDecoder, LatentTokenEncoder
+
+# image 32, patch 8: a 4 x 4 grid, N = 16 image tokens; L = 5 latent tokens; width 16, 2 heads
+SIZES = {"image_size": 32, "patch_size": 8, "dim": 16, "depth": 2, "num_heads": 2, "num_latent_tokens": 5}
+
+
+def shapes(module) -> dict:
+    return {k: tuple(v.shape) for k, v in module.state_dict().items() if "blocks." not in k}
+
+
+def test_encoder_tables_have_a_leading_axis_of_one():
+    assert shapes(LatentTokenEncoder(**SIZES)) == {
+        "cls_token": (1, 1, 16),
+        "latent_pos_embed": (1, 5, 16),
+        "norm.weight": (16,),
+        "norm.bias": (16,),
+        "patch_embed.proj.weight": (16, 3, 8, 8),
+        "patch_embed.proj.bias": (16,),
+        "pos_embed": (1, 17, 16),
+        "latent_tokens": (1, 5, 16),
+    }
+
+
+def test_decoder_without_rope_by_default_has_a_position_table_and_no_rope():
+    decoder = LatentTokenDecoder(**SIZES)
+    assert decoder.rope is None
+    assert shapes(decoder) == {
+        "cls_token": (1, 1, 16),
+        "latent_pos_embed": (1, 5, 16),
+        "norm.weight": (16,),
+        "norm.bias": (16,),
+        "mask_token": (1, 1, 16),
+        "pos_embed": (1, 17, 16),
+        "to_pixel.weight": (192, 16),
+        "to_pixel.bias": (192,),
+    }
+
+
+def test_decoder_with_rope_has_the_rope_frequencies_and_no_position_table():
+    decoder = LatentTokenDecoder(**SIZES, use_rope=True)
+    assert decoder.pos_embed is None
+    assert shapes(decoder)["rope.freqs"] == (2, 2, 8)
+    assert "pos_embed" not in shapes(decoder)
+
+
+def test_encoder_and_decoder_run_on_a_batch():
+    torch.manual_seed(0)
+    encoder, decoder = LatentTokenEncoder(**SIZES), LatentTokenDecoder(**SIZES)
+    with torch.no_grad():
+        z = encoder(torch.rand(3, 3, 32, 32))
+        assert z.shape == (3, 5, 16)
+        assert decoder(z).shape == (3, 3, 32, 32)

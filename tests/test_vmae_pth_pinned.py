@@ -1,0 +1,104 @@
+"""Reading LDMAE's ``.pth`` files (conversion/vmae_pth.py), pinned: the stored args, the entry picked,
+and the refusal sentences whole.
+
+The tensors are the VMAE parity fixture's (``test_vmae.FIXTURE``); the files are written with
+``torch.save`` the way LDMAE's training script and hand-made re-saves lay them out.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from test_vmae import FIXTURE, HEADS
+
+from diffusers_mdiffae.conversion.layouts import CheckpointError
+from diffusers_mdiffae.conversion.vmae_pth import config_from_state_dict, read_vmae_pth, select_state_dict
+
+
+@pytest.fixture(scope="module")
+def state():
+    return {k: v for k, v in load_file(str(FIXTURE)).items() if not k.startswith("case.")}
+
+
+def refusal(fn, *args) -> str:
+    with pytest.raises(CheckpointError) as err:
+        fn(*args)
+    return str(err.value)
+
+
+@pytest.mark.parametrize(
+    "args, read",
+    [
+        (
+            argparse.Namespace(model="vmae_fixture_tiny", input_size=32),
+            {"model": "vmae_fixture_tiny", "input_size": 32},
+        ),
+        ({"model": "mae_for_ldmae_f8d16_prev", "epochs": 3}, {"model": "mae_for_ldmae_f8d16_prev", "epochs": 3}),
+        (["not", "args"], None),
+        (None, None),
+    ],
+)
+def test_stored_args_are_read_from_a_namespace_or_a_dict(state, tmp_path, args, read):
+    path = tmp_path / "c.pth"
+    torch.save({"model": state, "args": args}, path)
+    assert read_vmae_pth(path).args == read
+
+
+def test_a_bare_state_dict_file_has_no_args_and_its_entry_is_the_top_level(state, tmp_path):
+    path = tmp_path / "weights.pth"
+    torch.save(dict(state), path)
+    ckpt = read_vmae_pth(path)
+    assert ckpt.args is None and ckpt.entry == "(top level)" and ckpt.state_dict.keys() == state.keys()
+
+
+def test_the_state_dict_entry_is_used_when_there_is_no_model_entry(state, tmp_path):
+    path = tmp_path / "c.pth"
+    torch.save({"state_dict": {f"module.{k}": v for k, v in state.items()}, "epoch": 1}, path)
+    ckpt = read_vmae_pth(path)
+    assert ckpt.entry == "state_dict" and ckpt.state_dict.keys() == state.keys()
+
+
+def test_without_a_source_the_refusal_says_checkpoint():
+    assert refusal(select_state_dict, [1, 2]) == "checkpoint: holds a list, not a checkpoint dictionary"
+    assert (
+        refusal(select_state_dict, {"epoch": 3})
+        == "checkpoint: entry '(top level)' holds no tensors (keys: ['epoch'])"
+    )
+
+
+def test_a_tensorless_checkpoint_lists_its_first_12_keys_sorted():
+    obj = {f"k{i:02d}": i for i in range(15)}
+    assert refusal(select_state_dict, obj, "c.pth") == (
+        f"c.pth: entry '(top level)' holds no tensors (keys: {[f'k{i:02d}' for i in range(12)]})"
+    )
+
+
+def test_a_mixed_entry_lists_its_first_12_other_values_sorted():
+    obj = {"model": {"w": torch.zeros(1), **{f"x{i:02d}": i for i in range(14)}}}
+    assert refusal(select_state_dict, obj, "c.pth") == (
+        f"c.pth: entry 'model' mixes tensors with other values: {[f'x{i:02d}' for i in range(12)]}"
+    )
+
+
+@pytest.mark.parametrize(
+    "args, known",
+    [
+        (None, "the checkpoint stores no args.model"),
+        ({"input_size": 32}, "the checkpoint stores no args.model"),
+        ({"model": "mae_vit_huge"}, "the stored args name factory 'mae_vit_huge'"),
+    ],
+)
+def test_unknown_head_counts_are_refused_saying_what_the_args_name(state, args, known):
+    from diffusers_mdiffae.conversion.vmae_pth import FACTORY_HEADS
+
+    assert refusal(config_from_state_dict, state, args, {}) == (
+        f"cannot tell the attention head counts from the tensors and {known}, which is not one of "
+        f"{sorted(FACTORY_HEADS)}; pass num_heads=... and decoder_num_heads=... "
+        "(--num-heads / --decoder-num-heads on the command line)"
+    )
+    assert refusal(config_from_state_dict, state, args, {"num_heads": 2}).startswith("cannot tell the attention")
+    config = config_from_state_dict(state, args, HEADS)
+    assert (config["num_heads"], config["decoder_num_heads"]) == (2, 4)
