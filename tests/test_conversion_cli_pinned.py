@@ -70,3 +70,15 @@ def test_with_several_vmae_options_the_heads_are_named_before_the_stats(tmp_path
     args = [str(tmp_path / "snap"), str(tmp_path / "out"), "--latent-stats", "s.pt", "--decoder-num-heads", "4"]
     assert main(args) == 2
     assert capsys.readouterr().err == "error: --decoder-num-heads applies only to an LDMAE VMAE .pth checkpoint\n"
+
+
+@pytest.mark.parametrize("value, warns", [(float("nan"), True), (24.99, True), (25.0, False), (31.0, False)])
+def test_the_implausible_psnr_warning_fires_below_the_bar_and_on_nan(capsys, value, warns):
+    from diffusers_mdiffae.conversion.cli import _warn_if_implausible
+
+    _warn_if_implausible(value, 25.0, "a trained checkpoint", "Run with --verify.")
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    bar = "!" * 78
+    expected = f"{bar}\nWARNING: {value:.2f} dB is implausibly low for a trained checkpoint (expected > 25 dB).\n"
+    assert captured.err == (f"{expected}Run with --verify.\n{bar}\n" if warns else "")

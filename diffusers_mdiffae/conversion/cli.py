@@ -61,6 +61,20 @@ def _error(message) -> None:
     print("error: " + "; ".join(line.strip() for line in str(message).splitlines() if line.strip()), file=sys.stderr)
 
 
+def _warn_if_implausible(value: float, min_psnr: float, what: str, hint: str) -> None:
+    """The loud stderr warning when the sample image decodes worse than ``what`` ever would.
+
+    NaN warns too: a reconstruction that went NaN is the clearest sign of a wrong reading.
+    """
+    if value >= min_psnr:
+        return
+    bar = "!" * 78
+    print(
+        f"{bar}\nWARNING: {value:.2f} dB is implausibly low for {what} (expected > {min_psnr:.0f} dB).\n{hint}\n{bar}",
+        file=sys.stderr,
+    )
+
+
 def run(args) -> int:
     import torch
 
@@ -112,14 +126,13 @@ def run(args) -> int:
             print(f"verify: passed (largest difference {result.max_diff:.3e} < {VERIFY_TOLERANCE:.0e})")
         value = sample_psnr(model)
         print(f"sample image PSNR (1-step decode, float32): {value:.2f} dB")
-        if value < min_psnr:
-            bar = "!" * 78
-            print(
-                f"{bar}\nWARNING: {value:.2f} dB is implausibly low for a trained checkpoint "
-                f"(expected > {min_psnr:.0f} dB).\nThe tensor names may have matched the wrong "
-                f"layers. Run with --verify to compare against the original code.\n{bar}",
-                file=sys.stderr,
-            )
+        _warn_if_implausible(
+            value,
+            min_psnr,
+            "a trained checkpoint",
+            "The tensor names may have matched the wrong layers. Run with --verify to compare against "
+            "the original code.",
+        )
         with atomic_directory(out, overwrite=args.overwrite) as tmp:
             model.to(getattr(torch, args.dtype)).save_pretrained(tmp)
     except (CheckpointError, OSError) as e:
@@ -169,13 +182,12 @@ def run_vmae(args, pth: Path, out: Path) -> int:
         with torch.no_grad():
             value = psnr(model(x).sample, x)
         print(f"sample image PSNR ({size}x{size}, posterior mean, float32): {value:.2f} dB")
-        if value < min_psnr:
-            bar = "!" * 78
-            print(
-                f"{bar}\nWARNING: {value:.2f} dB is implausibly low for a trained VMAE (expected > {min_psnr:.0f} dB).\n"
-                f"Check the head counts (--num-heads / --decoder-num-heads) and the checkpoint.\n{bar}",
-                file=sys.stderr,
-            )
+        _warn_if_implausible(
+            value,
+            min_psnr,
+            "a trained VMAE",
+            "Check the head counts (--num-heads / --decoder-num-heads) and the checkpoint.",
+        )
         with atomic_directory(out, overwrite=args.overwrite) as tmp:
             torch.nn.Module.to(model, getattr(torch, args.dtype)).save_pretrained(tmp)  # ModelMixin.to warns
     except (CheckpointError, OSError) as e:
