@@ -397,3 +397,16 @@ def test_a_weights_file_linked_into_a_folder_with_its_own_config_is_that_folders
     assert _refusal(tokenizer_class_name, plain / "model.safetensors").startswith(
         "model.safetensors is not a tokenizer checkpoint: expected an LDMAE .pth file"
     )
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, None])
+def test_a_tokenizer_loads_in_the_dtype_asked_for_from_a_folder_or_its_weights_file(tmp_path, dtype):
+    from fixtures.models import make_tiny_tokenizer
+
+    from diffusers_mdiffae.comfy_bridge import load_tokenizer
+
+    make_tiny_tokenizer("maetok").save_pretrained(tmp_path / "maetok")
+    for path in (tmp_path / "maetok", tmp_path / "maetok" / "diffusion_pytorch_model.safetensors"):
+        loaded = load_tokenizer(path, torch_dtype=dtype)
+        assert type(loaded).__name__ == "AutoencoderMAETok"
+        assert {p.dtype for p in loaded.parameters()} == {dtype or torch.float32}
