@@ -82,3 +82,62 @@ def test_without_a_dtype_a_vae_runs_in_comfyuis_choice(vae_module, monkeypatch):
     for vae in (tokens, mdiffae):
         assert vae.vae_dtype == torch.bfloat16
         assert {p.dtype for p in vae.first_stage_model.parameters()} == {torch.bfloat16}
+
+
+def test_the_vae_uses_comfyuis_devices_and_asks_it_for_a_dtype_on_the_vae_device(vae_module, monkeypatch):
+    import comfy.model_management as mm
+
+    asked = []
+    monkeypatch.setattr(mm, "vae_device", lambda: "the vae device")
+    monkeypatch.setattr(mm, "vae_offload_device", lambda: "the offload device")
+    monkeypatch.setattr(mm, "intermediate_device", lambda: "the intermediate device")
+    monkeypatch.setattr(
+        mm, "vae_dtype", lambda device=None, allowed=None: asked.append((device, allowed)) or torch.float32
+    )
+    vae = vae_module.MDiffAEVAE(ComfyMDiffAEModule(make_tiny()))
+    assert asked == [("the vae device", [torch.bfloat16, torch.float32])]
+    assert (vae.device, vae.output_device) == ("the vae device", "the intermediate device")
+    patcher = vae.patcher
+    assert patcher.model is vae.first_stage_model
+    assert (patcher.load_device, patcher.offload_device) == ("the vae device", "the offload device")
+    assert vae.output_channels == 3  # RGB out
+
+
+def test_the_expected_no_weights_warning_is_dropped_while_the_vae_is_built_and_only_then(vae_module, caplog):
+    import logging
+
+    with caplog.at_level(logging.WARNING):
+        vae_module.MDiffAEVAE(ComfyMDiffAEModule(make_tiny()))
+        assert not [r for r in caplog.records if "No VAE weights detected" in r.getMessage()]
+        logging.warning("WARNING: No VAE weights detected, VAE not initalized.")  # the filter is gone again
+    assert [r.getMessage() for r in caplog.records] == ["WARNING: No VAE weights detected, VAE not initalized."]
+
+
+def test_only_the_no_weights_warning_is_filtered(vae_module):
+    import logging
+
+    def record(message):
+        return logging.LogRecord("root", logging.WARNING, __file__, 1, message, None, None)
+
+    keep = vae_module._DropNoWeightsWarning()
+    assert keep.filter(record("WARNING: No VAE weights detected, VAE not initalized.")) is False
+    assert keep.filter(record("VAE load device: cpu")) is True
+    assert keep.filter(record("no vae weights detected")) is True  # the exact words only
+
+
+def test_every_linear_and_conv2d_becomes_comfyuis_layer_and_is_counted(vae_module):
+    import comfy.ops
+
+    ops = comfy.ops.disable_weight_init
+    module = torch.nn.Sequential(
+        torch.nn.Linear(2, 3),
+        torch.nn.Sequential(torch.nn.Conv2d(3, 3, 1), torch.nn.GELU(), torch.nn.Linear(3, 3)),
+        torch.nn.Conv1d(3, 3, 1),  # not a layer ComfyUI swaps here
+        torch.nn.LayerNorm(3),
+    )
+    weight = module[0].weight
+    assert vae_module.use_comfy_operations(module) == 3
+    assert [type(m) for m in (module[0], module[1][0], module[1][2])] == [ops.Linear, ops.Conv2d, ops.Linear]
+    assert type(module[2]) is torch.nn.Conv1d and type(module[3]) is torch.nn.LayerNorm
+    assert module[0].weight is weight  # the same parameters, in place
+    assert vae_module.use_comfy_operations(module) == 0  # already ComfyUI's: nothing left to change
