@@ -141,3 +141,11 @@ def test_every_linear_and_conv2d_becomes_comfyuis_layer_and_is_counted(vae_modul
     assert type(module[2]) is torch.nn.Conv1d and type(module[3]) is torch.nn.LayerNorm
     assert module[0].weight is weight  # the same parameters, in place
     assert vae_module.use_comfy_operations(module) == 0  # already ComfyUI's: nothing left to change
+
+
+def test_the_memory_comfyui_is_told_is_in_the_dtype_it_asks_about(vae_module):
+    vae = vae_module.MDiffAEVAE(ComfyMDiffAEModule(make_tiny()))
+    # make_tiny(): 4992 values per latent position (see test_comfy_bridge_pinned); PDG doubles a decode
+    assert vae.memory_used_decode((1, 64, 4, 4), torch.bfloat16) == 2 * 16 * 4992 * 2 == 319488
+    assert vae.memory_used_decode((1, 64, 4, 4), torch.float32) == 2 * 16 * 4992 * 4
+    assert vae.memory_used_encode((1, 3, 64, 64), torch.bfloat16) == 16 * 4992 * 2 == 159744
