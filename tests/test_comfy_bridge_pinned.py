@@ -222,3 +222,191 @@ def test_a_latent_of_another_model_is_refused_with_the_layout_it_needs():
         "latent has shape (1, 4, 8); AutoencoderVMAE decodes [B, C, h, w] latents with 4 channels "
         "(from VAE Encode with this VAE)"
     )
+
+
+# -- the module's decode defaults and dtypes ----------------------------------------------------------
+
+
+def test_the_module_decodes_by_default_one_step_without_guidance_from_seed_zero():
+    vae = make_tiny()
+    module = ComfyMDiffAEModule(vae)
+    assert (module.default_steps, module.default_pdg_strength, module.default_seed) == (1, 1.0, 0)
+    assert (module.default_sampler, module.default_schedule, module.default_strength) == ("ddim", "linear", 1.0)
+    z = torch.randn(1, 64, 2, 2, generator=torch.Generator().manual_seed(3))
+    want = vae.decode(
+        z, num_inference_steps=1, pdg_strength=1.0, seed=0, sampler="ddim", schedule="linear", strength=1.0
+    ).sample
+    assert torch.equal(module.decode(z), want)
+    guided = vae.decode(z, num_inference_steps=1, pdg_strength=2.0, seed=0).sample
+    assert not torch.equal(guided, want)  # so the default is seen: guidance changes even one step
+    assert torch.equal(module.decode(z, pdg_strength=2.0), guided)
+
+
+def test_images_are_cast_to_the_model_dtype_before_encoding():
+    vae = make_tiny().to(torch.bfloat16)
+    x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    z = ComfyMDiffAEModule(vae).encode(x)
+    assert z.dtype == torch.bfloat16 and torch.equal(z, vae.encode(x.bfloat16()).latent)
+    tokenizer = _maetok(32, 2, 32, 2).to(torch.bfloat16)
+    tokens = ComfyTokenizerModule(tokenizer).encode(x)
+    assert tokens.dtype == torch.bfloat16 and tokens.shape == (1, 4, 8)
+    assert torch.equal(tokens, tokenizer.encode(x.bfloat16()).latent_dist.mode().transpose(1, 2))
+
+
+def test_a_value_the_half_precision_model_cannot_hold_is_refused_not_turned_into_nan():
+    # 1e5 is finite in float32 and infinite in float16: checked in the model's dtype, it is refused
+    tokenizer, vae = ComfyTokenizerModule(_maetok(32, 2, 32, 2).half()), ComfyMDiffAEModule(make_tiny().half())
+    x = torch.zeros(1, 3, 32, 32)
+    x[0, 0, 0, 0] = 1e5
+    refusal = "images contains 1 NaN or infinite values; clean the input before encoding/decoding"
+    assert _refusal(tokenizer.encode, x) == refusal
+    assert _refusal(vae.encode, x) == refusal
+    tokens, z = torch.zeros(1, 4, 8), torch.zeros(1, 64, 2, 2)
+    tokens[0, 0, 0] = z[0, 0, 0, 0] = 1e5
+    refusal = "latents contains 1 NaN or infinite values; clean the input before encoding/decoding"
+    assert _refusal(tokenizer.decode, tokens) == refusal
+    assert _refusal(vae.decode, z) == refusal
+
+
+# -- which files belong to their folder -------------------------------------------------------------
+
+
+def _touch(folder, *names, config=None):
+    import json
+
+    folder.mkdir(parents=True, exist_ok=True)
+    if config is not None:
+        (folder / "config.json").write_text(json.dumps(config))
+    for name in names:
+        (folder / name).write_bytes(b"")
+    return folder
+
+
+def test_a_weights_file_is_the_folders_by_its_name_or_as_the_only_safetensors_beside_config(tmp_path):
+    from diffusers_mdiffae.comfy_bridge import is_folder_weights
+
+    two = _touch(tmp_path / "two", "diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors")
+    _touch(two, config={"_class_name": "AutoencoderMDiffAE"})
+    assert is_folder_weights(two / "diffusion_pytorch_model.safetensors")
+    assert is_folder_weights(two / "diffusion_pytorch_model.fp16.safetensors")  # the name before the first dot
+    snap = _touch(tmp_path / "snap", "model.safetensors", "model.ema.safetensors", config={"bottleneck_dim": 64})
+    assert is_folder_weights(snap / "model.ema.safetensors")
+    other = _touch(tmp_path / "other", "a.safetensors", "b.safetensors", config={})
+    assert not is_folder_weights(other / "a.safetensors")  # two unrelated files beside a config: single files
+    one = _touch(tmp_path / "one", "weights.safetensors", config={})
+    assert is_folder_weights(one / "weights.safetensors")
+    bare = _touch(tmp_path / "bare", "diffusion_pytorch_model.safetensors")
+    assert not is_folder_weights(bare / "diffusion_pytorch_model.safetensors")  # no config.json: a single file
+
+
+def test_a_variant_weights_file_is_judged_by_its_folders_config_not_its_header(tmp_path):
+    from diffusers_mdiffae.comfy_bridge import describe_checkpoint
+
+    folder = _touch(
+        tmp_path / "kl",
+        "diffusion_pytorch_model.safetensors",
+        "diffusion_pytorch_model.fp16.safetensors",
+        config={"_class_name": "AutoencoderKL"},
+    )
+    assert _refusal(describe_checkpoint, folder / "diffusion_pytorch_model.fp16.safetensors") == (
+        "diffusion_pytorch_model.fp16.safetensors is not an mDiffAE-family checkpoint: its config.json describes "
+        "AutoencoderKL (use the stock Load VAE node for other VAEs)"
+    )
+
+
+def test_a_published_snapshot_with_a_config_of_another_shape_is_refused_with_the_layouts_words(tmp_path):
+    from test_convert import ORIGINAL
+
+    from diffusers_mdiffae.comfy_bridge import describe_checkpoint, load_any
+
+    snap = _touch(tmp_path / "snap", config=dict(ORIGINAL["mdiffae_v1"][0], bogus=1))
+    message = "config.json has fields the mdiffae_v1 layout does not know: ['bogus']"
+    assert _refusal(describe_checkpoint, snap) == message
+    assert _refusal(load_any, snap / "model.safetensors") == message
+    _touch(snap, config={"bottleneck_dim": 64})
+    assert _refusal(describe_checkpoint, snap) == (
+        "config.json lacks ['model_dim', 'patch_size']: is this an mDiffAE-family snapshot?"
+    )
+
+
+def test_a_config_that_is_not_a_json_object_describes_an_unknown_model(tmp_path):
+    from diffusers_mdiffae.comfy_bridge import describe_checkpoint, load_any
+
+    folder = tmp_path / "listed"
+    folder.mkdir()
+    for text in ("[1, 2]", '"AutoencoderMDiffAE"', "null"):
+        (folder / "config.json").write_text(text)
+        assert _refusal(describe_checkpoint, folder) == (
+            "listed is not an mDiffAE-family checkpoint: its config.json describes an unknown model "
+            "(use the stock Load VAE node for other VAEs)"
+        )
+        assert _refusal(load_any, folder).startswith("listed is not an mDiffAE-family checkpoint: ")
+
+
+@pytest.mark.parametrize("form", ["single file", "folder", "snapshot"])
+def test_every_checkpoint_form_loads_in_the_dtype_asked_for(tmp_path, form):
+
+    from fixtures.fake_original import to_original_layout
+    from safetensors.torch import save_file
+    from test_convert import ORIGINAL
+
+    from diffusers_mdiffae.comfy_bridge import load_any
+
+    model = make_tiny(seed=4)
+    if form == "single file":
+        path = tmp_path / "tiny.safetensors"
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    elif form == "folder":
+        model.save_pretrained(tmp_path / "tiny")
+        path = tmp_path / "tiny" / "diffusion_pytorch_model.safetensors"
+    else:
+        path = _touch(tmp_path / "snap", config=ORIGINAL["mdiffae_v1"][0]) / "model.safetensors"
+        save_file(to_original_layout(model.state_dict()), str(path))
+    for dtype in (torch.bfloat16, torch.float16):
+        loaded = load_any(path, torch_dtype=dtype)
+        assert {p.dtype for p in loaded.parameters()} == {dtype}
+        ref = model.state_dict()
+        assert all(torch.equal(v, ref[k].to(v.dtype)) for k, v in loaded.state_dict().items())
+    assert {p.dtype for p in load_any(path).parameters()} == {torch.float32}
+
+
+# -- tokenizers: which file is which ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["vmae.pth", "vmae.pt", "VMAE.PTH", "vmae.Pt"])
+def test_a_pth_or_pt_file_is_an_ldmae_vmae_whatever_the_case_of_its_suffix(tmp_path, name):
+    from diffusers_mdiffae.comfy_bridge import tokenizer_class_name
+
+    (tmp_path / name).write_bytes(b"")  # the suffix decides; nothing is read
+    assert tokenizer_class_name(tmp_path / name) == "AutoencoderVMAE"
+    assert tokenizer_class_name(tmp_path / name, "maetok") == "AutoencoderMAETok"  # kind forces the class
+
+
+def test_a_weights_file_linked_into_a_folder_with_its_own_config_is_that_folders(tmp_path):
+    from diffusers_mdiffae.comfy_bridge import tokenizer_class_name
+
+    real = _touch(tmp_path / "softvq", "model.safetensors", config={"_class_name": "AutoencoderSoftVQ"})
+    placed = _touch(tmp_path / "maetok", config={"_class_name": "AutoencoderMAETok"})
+    (placed / "model.safetensors").symlink_to(real / "model.safetensors")
+    assert tokenizer_class_name(placed / "model.safetensors") == "AutoencoderMAETok"
+    alone = tmp_path / "models"
+    alone.mkdir()
+    (alone / "model.safetensors").symlink_to(real / "model.safetensors")
+    assert tokenizer_class_name(alone / "model.safetensors") == "AutoencoderSoftVQ"  # no config here: the link's
+    plain = _touch(tmp_path / "plain", "model.safetensors")
+    assert _refusal(tokenizer_class_name, plain / "model.safetensors").startswith(
+        "model.safetensors is not a tokenizer checkpoint: expected an LDMAE .pth file"
+    )
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, None])
+def test_a_tokenizer_loads_in_the_dtype_asked_for_from_a_folder_or_its_weights_file(tmp_path, dtype):
+    from fixtures.models import make_tiny_tokenizer
+
+    from diffusers_mdiffae.comfy_bridge import load_tokenizer
+
+    make_tiny_tokenizer("maetok").save_pretrained(tmp_path / "maetok")
+    for path in (tmp_path / "maetok", tmp_path / "maetok" / "diffusion_pytorch_model.safetensors"):
+        loaded = load_tokenizer(path, torch_dtype=dtype)
+        assert type(loaded).__name__ == "AutoencoderMAETok"
+        assert {p.dtype for p in loaded.parameters()} == {dtype or torch.float32}
