@@ -554,3 +554,188 @@ def test_decode_ignores_a_source_that_is_not_text(tmp_path, capsys, codec):
     rc, stdout, err = cli(capsys, "decode", src, out)
     assert (rc, stdout) == (0, f"wrote 2, skipped 0 ({out})\n")
     assert sorted(p.name for p in out.iterdir()) == ["image_0.png", "image_1.png"]
+
+
+# -- the model argument and loading --------------------------------------------------------------
+
+
+def test_model_spec_that_names_a_missing_local_folder_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "dangling").symlink_to(tmp_path / "gone")  # a local name, though it reads like a Hub id
+    for spec in ["./missing", "../missing", "a/b/c", str(tmp_path / "missing"), "dangling"]:
+        with pytest.raises(CLIError) as e:
+            cli_module.check_model_spec(spec)
+        assert str(e.value) == f"{spec}: cannot load model: no such folder"
+
+
+def test_model_spec_that_looks_like_a_hub_id_is_left_to_the_hub(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for spec in ["org/name", "name", None]:
+        cli_module.check_model_spec(spec)  # no error: the Hub (or the demo) decides
+    (tmp_path / "org" / "name").mkdir(parents=True)
+    cli_module.check_model_spec("org/name")  # an existing local folder is fine too
+
+
+def test_model_spec_that_names_a_file_is_refused_naming_its_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "config.json").write_text("{}")
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(CLIError) as e:
+        cli_module.check_model_spec("m/config.json")
+    assert str(e.value) == "m/config.json: --model takes the folder that holds config.json, not a file (pass m)"
+    with pytest.raises(CLIError) as e:
+        cli_module.check_model_spec("config.json", option="--init")
+    assert str(e.value) == "config.json: --init takes the folder that holds config.json, not a file (pass .)"
+
+
+@pytest.fixture
+def saved_tiny_model(tmp_path):
+    from fixtures.models import make_tiny
+
+    path = tmp_path / "tiny"
+    make_tiny().save_pretrained(path)
+    return path
+
+
+def test_load_model_runs_in_float32_unless_a_dtype_is_named(saved_tiny_model):
+    model = cli_module.load_model(str(saved_tiny_model))
+    assert model.dtype == torch.float32 and not model.training
+    assert cli_module.load_model(str(saved_tiny_model), "bfloat16").dtype == torch.bfloat16
+    assert cli_module.load_model(str(saved_tiny_model), "float16").dtype == torch.float16
+
+
+def test_load_model_failure_is_one_sentence_naming_the_folder(tmp_path, monkeypatch):
+    monkeypatch.delenv("MDIFFAE_TRACEBACK", raising=False)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(CLIError) as e:
+        cli_module.load_model(str(empty))
+    assert str(e.value).startswith(f"{empty}: cannot load model (") and str(e.value).endswith(")")
+    assert "\n" not in str(e.value)
+
+
+# -- reconstruct: inputs, outputs, the model's dtype, the one-file report (a stand-in model) --------
+
+
+@pytest.fixture
+def recorded_codec(monkeypatch):
+    """``load_model`` replaced by the stand-in codec; the ``(spec, dtype)`` of every load recorded."""
+    loads = []
+    monkeypatch.setattr(cli_module, "load_model", lambda spec, dtype: loads.append((spec, dtype)) or _CodecModel())
+    return loads
+
+
+def _white(path, w=16, h=16):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (w, h), (255, 255, 255)).save(path)
+    return path
+
+
+def test_reconstruct_hands_the_model_and_dtype_options_to_the_loader(tmp_path, capsys, recorded_codec):
+    src = _white(tmp_path / "a.png")
+    assert cli(capsys, "reconstruct", src, tmp_path / "o.png", "--dtype", "bfloat16", "--model", "org/m")[0] == 0
+    assert cli(capsys, "reconstruct", src, tmp_path / "p.png")[0] == 0
+    assert recorded_codec == [("org/m", "bfloat16"), (None, "float32")]
+
+
+def test_reconstruct_one_file_reports_size_latent_psnr_and_elapsed_time(tmp_path, capsys, recorded_codec, monkeypatch):
+    clock = iter([100.0, 101.25])
+    monkeypatch.setattr(cli_module, "time", types.SimpleNamespace(perf_counter=lambda: next(clock)))
+    src, out = _white(tmp_path / "a.png"), tmp_path / "o.png"
+    rc, stdout, err = cli(capsys, "reconstruct", src, out)
+    # a white image (1.0) decoded black (0.0): MSE 1 on a peak-to-peak of 2, 10 log10(4) = 6.02 dB
+    assert (rc, err) == (0, "")
+    assert stdout == f"wrote {out} (16x16, latent (3, 2, 2), PSNR 6.02 dB, 1.25 s)\n"
+    assert Image.open(out).size == (16, 16)
+
+
+def test_reconstruct_an_empty_folder_fails_saying_so(tmp_path, capsys, recorded_codec):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("no image here")
+    rc, stdout, err = cli(capsys, "reconstruct", tmp_path / "empty", tmp_path / "out")
+    assert (rc, stdout, err) == (1, "", f"error: {tmp_path / 'empty'}: no images found\n")
+    assert recorded_codec == []
+
+
+def test_reconstruct_a_folder_onto_a_file_fails_and_into_an_existing_folder_works(tmp_path, capsys, recorded_codec):
+    src = tmp_path / "in"
+    _white(src / "a.png")
+    _white(src / "sub" / "b.png")
+    taken = tmp_path / "taken.png"
+    taken.write_bytes(b"keep me")
+    rc, stdout, err = cli(capsys, "reconstruct", src, taken)
+    assert (rc, stdout) == (1, "")
+    assert err == f"error: {taken}: is a file, but the input {src} is a folder; name an output folder\n"
+    assert taken.read_bytes() == b"keep me" and recorded_codec == []
+
+    out = tmp_path / "existing"
+    out.mkdir()
+    rc, stdout, err = cli(capsys, "reconstruct", src, out)
+    assert (rc, stdout) == (0, f"wrote 2, skipped 0 ({out})\n")
+    assert "error" not in err and "skipped" not in err
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png")) == ["a.png", "sub/b.png"]
+
+
+_DEAD_PID = 4_999_999  # above Linux's largest pid_max (2**22): never a running process
+
+
+def test_reconstruct_removes_only_its_own_outputs_stale_temporaries(tmp_path, capsys, recorded_codec):
+    src = tmp_path / "in"
+    _white(src / "a.png")
+    _white(src / "b.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    mine = out / f".a.png.tmp-{_DEAD_PID}-abc"
+    others = [out / f".c.png.tmp-{_DEAD_PID}-abc", out / f".notes.txt.tmp-{_DEAD_PID}-abc"]
+    for p in [mine, *others]:
+        p.write_bytes(b"partial")
+    rc, _, _ = cli(capsys, "reconstruct", src, out)
+    assert rc == 0
+    assert not mine.exists()
+    assert all(p.exists() for p in others)  # not this run's outputs: another command's business
+
+    single_mine = tmp_path / f".one.png.tmp-{_DEAD_PID}-x"
+    single_other = tmp_path / f".two.png.tmp-{_DEAD_PID}-x"
+    single_mine.write_bytes(b"partial")
+    single_other.write_bytes(b"partial")
+    assert cli(capsys, "reconstruct", src / "a.png", tmp_path / "one.png")[0] == 0
+    assert not single_mine.exists() and single_other.exists()
+
+
+def _help_text(capsys, monkeypatch, command):
+    """``mdiffae COMMAND --help`` unwrapped, its whitespace collapsed to single spaces."""
+    monkeypatch.setenv("COLUMNS", "1000")
+    with pytest.raises(SystemExit) as e:
+        cli_module.main([command, "--help"])
+    assert e.value.code == 0
+    return " ".join(capsys.readouterr().out.split())
+
+
+MODEL_OPTION_HELP = [
+    "--model MODEL diffusers folder, published snapshot folder or Hub id (default: the bundled demo checkpoint)",
+    "--dtype {bfloat16,float16,float32} dtype the model runs in (default: float32)",
+]
+DECODER_OPTION_HELP = [
+    "--steps STEPS decoder steps (default: model config, 1)",
+    "--pdg-strength PDG_STRENGTH path-drop guidance strength (1.0 = off; 1.01-1.2 sharpens with --steps > 1)",
+    "--seed SEED noise seed (default: model config)",
+    "--sampler {ddim,dpmpp_2m} ddim (default) or dpmpp_2m (DPM-Solver++(2M), better at few steps)",
+    "--schedule {linear,cosine} time grid of the sampler: linear (default) or cosine",
+    "--strength STRENGTH start the sampler at t = STRENGTH in (0, 1] instead of 1 (default 1)",
+]
+
+
+@pytest.mark.parametrize("command", ["reconstruct", "decode", "eval"])
+def test_help_of_a_decoding_command_explains_every_model_and_decoder_option(capsys, monkeypatch, command):
+    text = _help_text(capsys, monkeypatch, command)
+    for expected in MODEL_OPTION_HELP + DECODER_OPTION_HELP:
+        assert expected in text
+
+
+def test_help_of_encode_explains_the_model_options_and_has_no_decoder_options(capsys, monkeypatch):
+    text = _help_text(capsys, monkeypatch, "encode")
+    for expected in MODEL_OPTION_HELP:
+        assert expected in text
+    for decoder_option in ["--steps", "--pdg-strength", "--seed", "--sampler", "--schedule", "--strength"]:
+        assert decoder_option not in text
