@@ -724,18 +724,218 @@ DECODER_OPTION_HELP = [
     "--schedule {linear,cosine} time grid of the sampler: linear (default) or cosine",
     "--strength STRENGTH start the sampler at t = STRENGTH in (0, 1] instead of 1 (default 1)",
 ]
+EXT_OPTION_HELP = "--ext EXT image format of folder outputs: png (default, lossless), jpg, webp, bmp or tiff"
+IMAGE_INPUT_HELP = "input an image file, or a folder (every image below it)"
+ENCODE_DATASET_HELP = [
+    "input image folder (recursive) or a datasets folder saved with save_to_disk",
+    "output output folder for shards/, run.json and manifest.json (a rerun resumes it)",
+    "--model MODEL diffusers folder, published snapshot folder or Hub id (default: bundled demo)",
+    "--resolution RESOLUTION shorter side after resizing, a multiple of 16; centre-cropped square (default: 256)",
+    "--no-crop keep the aspect ratio (sides cropped to multiples of 16)",
+    "--flip also encode horizontal flips",
+    "--dtype {bfloat16,float16,float32} storage dtype of the latents (default: float16)",
+    "--shard-size SHARD_SIZE images per shard (default: 256)",
+    "--batch-size BATCH_SIZE images per encoder call (default: 16)",
+    "--column COLUMN image column of a datasets dataset (default: image)",
+    "--threads THREADS torch CPU threads per process",
+]
+
+# What `mdiffae COMMAND --help` says: the description, then each argument with its help sentence.
+COMMAND_HELP = {
+    "reconstruct": [
+        "Encode and decode images; a folder input gives a folder output with the same structure.",
+        IMAGE_INPUT_HELP,
+        "output an image file (its extension names the format) or, for a folder input or a path ending in /, a folder",
+        *MODEL_OPTION_HELP,
+        *DECODER_OPTION_HELP,
+        EXT_OPTION_HELP,
+    ],
+    "encode": [
+        "Encode images to one safetensors file (latents + source/size metadata).",
+        IMAGE_INPUT_HELP,
+        "output the .safetensors file to write",
+        *MODEL_OPTION_HELP,
+    ],
+    "decode": [
+        "Decode the latents of a file written by `mdiffae encode`.",
+        "input a .safetensors file written by `mdiffae encode`",
+        "output an image file (one latent), or a folder (several latents, or a path ending in /); folder outputs "
+        "keep the sources' relative folders",
+        *MODEL_OPTION_HELP,
+        *DECODER_OPTION_HELP,
+        EXT_OPTION_HELP,
+    ],
+    "eval": [
+        "Reconstruction quality against bicubic-from-1/4 and -1/8 baselines.",
+        IMAGE_INPUT_HELP,
+        "--out OUT folder for comparison grids and latent PCA images",
+        "--json JSON also write the figures to this JSON file",
+        *MODEL_OPTION_HELP,
+        *DECODER_OPTION_HELP,
+    ],
+    "convert": [
+        "Convert a published mDiffAE snapshot (config.json + model.safetensors) to a diffusers folder; nothing is "
+        "written unless every check passes.",
+        "snapshot the downloaded original repository folder",
+        "out output folder (written only if every check passes; never inside the snapshot)",
+        "--verify run the original m_diffae package from the snapshot and compare outputs",
+        "--dtype {bfloat16,float16,float32} dtype of the saved weights",
+        "--overwrite replace OUT if it exists (the old one is removed only after the new one is complete)",
+        "--min-psnr MIN_PSNR warn when the sample reconstruction is below this PSNR in dB (default: the "
+        "converter's, 25)",
+    ],
+    "encode-dataset": [
+        "Encode an image dataset to sharded mDiffAE latents (resumable; `accelerate launch -m "
+        "diffusers_mdiffae.dataset_encoding` for several processes).",
+        *ENCODE_DATASET_HELP,
+    ],
+    "train": [
+        "Train or fine-tune with the published objective, on accelerate.",
+        "--data DATA image folder (recursive), or 'skimage' for scikit-image's samples",
+        "--output-dir OUTPUT_DIR folder for checkpoints, previews, log.jsonl and final/",
+        "--model-config MODEL_CONFIG JSON object of AutoencoderMDiffAE arguments for a fresh model",
+        "--init INIT fine-tune from this model (diffusers folder, snapshot folder or Hub id)",
+        "--resume RESUME a checkpoint folder, or 'latest' (falls back past a corrupt one)",
+        "--steps STEPS total optimizer steps (default: 1000)",
+        "--batch-size BATCH_SIZE images per step and process (default: 8)",
+        "--crop CROP crop side in pixels, a multiple of 16 (default: 128)",
+        "--lr LR peak learning rate, in (0, 1] (default: 5e-4)",
+        "--warmup-steps WARMUP_STEPS linear warm-up steps (default: 100)",
+        "--ema-decay EMA_DECAY EMA decay in [0, 1) (default: 0.999)",
+        "--seed SEED seed of the initialisation and every batch (default: 0)",
+        "--mixed-precision {no,bf16,fp16} autocast dtype (default: no)",
+        "--gradient-checkpointing trade compute for activation memory",
+        "--checkpoint-every CHECKPOINT_EVERY steps between checkpoints (and one at the end), 0 = none (default: 500)",
+        "--preview-every PREVIEW_EVERY steps between preview grids, 0 = never (default: 500)",
+        "--exclude [EXCLUDE ...] file names to hold out",
+        "--permute-channels shuffle RGB channels of every crop (colour diversity for small folders)",
+        "--color-jitter COLOR_JITTER per-crop brightness, contrast and saturation factors drawn from "
+        "[1 - s, 1 + s] (default: 0)",
+        "--token-mask-prob TOKEN_MASK_PROB fraction of samples whose latent tokens are masked, 3 of each 2x2 "
+        "group (default: 0.5)",
+        "--sigmoid-bias SIGMOID_BIAS SiD2 bias b of the loss weight sigmoid(logsnr - b); lower puts more weight "
+        "near pure noise, where the 1-step decode runs (default: -8)",
+        "--gradient-weight GRADIENT_WEIGHT add this times the squared error of neighbour differences to the "
+        "loss, against a 16-px grid in flat regions (default: 0 = the published loss)",
+        "--umd-ratio UMD_RATIO UMD objective: fraction of samples given a noise-free step with masked pixel "
+        "patches (r_{t=0}; default 0 = the published objective)",
+        "--umd-mask-ratio UMD_MASK_RATIO UMD: fraction of pixel patches blanked in those samples, in [0, 1) "
+        "(default: 0.9)",
+    ],
+}
 
 
-@pytest.mark.parametrize("command", ["reconstruct", "decode", "eval"])
-def test_help_of_a_decoding_command_explains_every_model_and_decoder_option(capsys, monkeypatch, command):
-    text = _help_text(capsys, monkeypatch, command)
-    for expected in MODEL_OPTION_HELP + DECODER_OPTION_HELP:
-        assert expected in text
+@pytest.mark.parametrize("command", sorted(COMMAND_HELP))
+def test_help_of_each_command_gives_its_description_and_every_arguments_sentence(capsys, monkeypatch, command):
+    monkeypatch.setenv("COLUMNS", "1000")
+    with pytest.raises(SystemExit):
+        cli_module.main([command, "--help"])
+    raw = capsys.readouterr().out
+    description, *arguments = COMMAND_HELP[command]
+    assert f"\n\n{description}\n\n" in raw  # its own paragraph, unwrapped at this width
+    text = " ".join(raw.split())
+    for expected in arguments:
+        assert f" {expected} " in f"{text} "
 
 
-def test_help_of_encode_explains_the_model_options_and_has_no_decoder_options(capsys, monkeypatch):
+def test_help_of_encode_has_no_decoder_options(capsys, monkeypatch):
     text = _help_text(capsys, monkeypatch, "encode")
-    for expected in MODEL_OPTION_HELP:
-        assert expected in text
-    for decoder_option in ["--steps", "--pdg-strength", "--seed", "--sampler", "--schedule", "--strength"]:
+    for decoder_option in ["--steps", "--pdg-strength", "--seed", "--sampler", "--schedule", "--strength", "--ext"]:
         assert decoder_option not in text
+
+
+def test_top_level_help_lists_every_command_with_its_one_line_summary(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "1000")
+    with pytest.raises(SystemExit):
+        cli_module.main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert text.startswith("usage: mdiffae [-h] COMMAND ... mDiffAE image tokenizer (diffusers-mdiffae).")
+    assert (
+        "COMMAND reconstruct encode and decode images encode encode images to a safetensors file of latents "
+        "decode decode a latent file written by `mdiffae encode` eval PSNR/SSIM(/LPIPS) against bicubic "
+        "baselines, with pictures convert convert a published snapshot to a diffusers folder encode-dataset "
+        "encode an image dataset to sharded latents (resumable) train train or fine-tune (`accelerate launch "
+        "-m diffusers_mdiffae.cli train ...`)"
+    ) in text
+
+
+def test_standalone_encode_dataset_help_matches_the_subcommands(capsys, monkeypatch):
+    from diffusers_mdiffae.dataset_encoding.options import build_parser as encode_dataset_parser
+
+    monkeypatch.setenv("COLUMNS", "1000")
+    with pytest.raises(SystemExit):
+        encode_dataset_parser().parse_args(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for expected in ENCODE_DATASET_HELP:
+        assert expected in text
+
+
+# -- parsing: what the command line accepts and refuses before any work ------------------------------
+
+
+def test_no_command_is_a_one_line_usage_error(capsys):
+    assert cli(capsys) == (2, "", "error: the following arguments are required: COMMAND (see `mdiffae -h`)\n")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["convert", "snap", "out", "--dtype", "int8"],
+        ["encode-dataset", "in", "out", "--dtype", "int8"],
+        ["encode", "in", "out", "--dtype", "int8"],
+    ],
+)
+def test_dtype_options_accept_only_the_three_float_types(capsys, argv):
+    rc, stdout, err = cli(capsys, *argv)
+    assert (rc, stdout) == (2, "")
+    assert err.startswith("error: --dtype: invalid choice: 'int8' (choose from ")
+    assert err.endswith(f" (see `mdiffae {argv[0]} -h`)\n")
+    for name in ["bfloat16", "float16", "float32"]:
+        assert name in err
+        assert cli_module.build_parser().parse_args(argv[:-1] + [name]).dtype == name
+
+
+def test_schedule_and_strength_reach_the_decoder_and_are_checked(capsys):
+    args = cli_module.build_parser().parse_args(["decode", "z", "o", "--schedule", "cosine", "--strength", "1"])
+    assert cli_module._decode_kwargs(args) == {
+        "num_inference_steps": None,
+        "pdg_strength": None,
+        "seed": None,
+        "sampler": None,
+        "schedule": "cosine",
+        "strength": 1.0,
+    }
+    args = cli_module.build_parser().parse_args(
+        ["reconstruct", "a", "b", "--schedule", "linear", "--strength", "1e-3"]
+    )
+    assert (args.schedule, args.strength) == ("linear", 0.001)
+    rc, _, err = cli(capsys, "decode", "z", "o", "--strength", "0")
+    assert (rc, err) == (2, "error: --strength: must be in (0, 1], got 0 (see `mdiffae decode -h`)\n")
+    rc, _, err = cli(capsys, "decode", "z", "o", "--strength", "1.5")
+    assert (rc, err) == (2, "error: --strength: must be in (0, 1], got 1.5 (see `mdiffae decode -h`)\n")
+    rc, _, err = cli(capsys, "eval", "x", "--schedule", "LINEAR")
+    assert rc == 2 and err.startswith("error: --schedule: invalid choice: 'LINEAR'")
+
+
+def test_an_interrupted_command_says_so_in_one_line_with_status_130(capsys, monkeypatch):
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_module, "cmd_reconstruct", interrupted)
+    assert cli(capsys, "reconstruct", "a.png", "b.png") == (130, "", "error: interrupted\n")
+
+
+def test_a_failed_command_is_one_error_line_unless_tracebacks_are_asked_for(capsys, monkeypatch):
+    def broken(args):
+        raise RuntimeError("disk on fire\nsecond line")
+
+    monkeypatch.setattr(cli_module, "cmd_encode", broken)
+    monkeypatch.delenv("MDIFFAE_TRACEBACK", raising=False)
+    assert cli(capsys, "encode", "a.png", "z.safetensors") == (
+        1,
+        "",
+        "error: RuntimeError: disk on fire; second line\n",
+    )
+    monkeypatch.setenv("MDIFFAE_TRACEBACK", "1")
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        cli_module.main(["encode", "a.png", "z.safetensors"])
