@@ -29,6 +29,10 @@ def test_sixteen_bit_images_are_rescaled_from_65535_with_rounding():
     # v / 65535 * 255 rounded: 200 -> 0.78 -> 1, 32768 -> 127.50 -> 128
     assert _pixels(rgb) == [(0, 0, 0), (1, 1, 1), (128, 128, 128), (255, 255, 255)]
     assert notes == ["I;16 (16-bit) image rescaled to 8 bits", "grayscale image converted to RGB"]
+    # a dark 16-bit image stays dark: its scale is the mode's, not its values'
+    rgb, notes = load_rgb_image(Image.fromarray(np.array([[0, 200, 255]], dtype=np.uint16)))
+    assert _pixels(rgb) == [(0, 0, 0), (1, 1, 1), (1, 1, 1)]
+    assert notes[0] == "I;16 (16-bit) image rescaled to 8 bits"
 
 
 def test_32_bit_integer_images_keep_an_8_bit_range_and_rescale_a_wider_one():
