@@ -90,7 +90,8 @@ def load_rgb_image(im) -> Tuple["PIL.Image.Image", List[str]]:  # noqa: F821
         mode = "RGBA"
         notes.append("palette image expanded")
     if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        rgba = im.convert("RGBA")
+        # Pillow converts premultiplied La only to LA, not on to RGBA
+        rgba = (im.convert("LA") if mode == "La" else im).convert("RGBA")
         bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         im = Image.alpha_composite(bg, rgba)
         notes.append("alpha channel composited onto white")

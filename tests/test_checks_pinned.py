@@ -121,3 +121,29 @@ def test_seed_messages():
     assert _message(check_seed, -1) == "seed must be in [0, 2**64), got -1"
     assert _message(check_seed, 2**64, "decoder_seed") == f"decoder_seed must be in [0, 2**64), got {2**64}"
     assert check_seed(1) == 1
+
+
+def test_fixed_size_images_refuse_what_is_not_a_float_image_batch_naming_images():
+    assert _message(check_fixed_size_images, [[0.0]], 3, 32) == "images must be a torch.Tensor, got list"
+    assert _message(check_fixed_size_images, torch.zeros(1, 3, 32, 32, dtype=torch.int32), 3, 32) == (
+        "images must be a floating-point tensor, got dtype torch.int32; convert integer images with x.float() / 127.5 - 1"
+    )
+    assert _message(check_fixed_size_images, torch.zeros(3, 32, 32), 3, 32) == (
+        "images must have rank 4 [B, C, H, W], got rank 3 with shape (3, 32, 32); add a batch dimension with x.unsqueeze(0)"
+    )
+    assert _message(check_fixed_size_images, torch.zeros(0, 3, 32, 32), 3, 32) == (
+        "images has an empty batch (shape (0, 3, 32, 32))"
+    )
+
+
+def test_fixed_size_images_own_size_sentence_gets_height_width_and_size():
+    refusal = "this tokenizer takes {size}x{size} images, got {h}x{w}"
+    assert _message(check_fixed_size_images, torch.zeros(1, 3, 48, 40), 3, 32, refusal) == (
+        "this tokenizer takes 32x32 images, got 48x40"
+    )
+    check_fixed_size_images(torch.zeros(1, 3, 32, 32), 3, 32, refusal)  # the right size passes
+    x = torch.zeros(1, 3, 32, 32)
+    x[0, 0, 0, 0] = float("inf")
+    assert _message(check_fixed_size_images, x, 3, 32, refusal) == (
+        "images contains 1 NaN or infinite values; clean the input before encoding/decoding"
+    )

@@ -554,3 +554,388 @@ def test_decode_ignores_a_source_that_is_not_text(tmp_path, capsys, codec):
     rc, stdout, err = cli(capsys, "decode", src, out)
     assert (rc, stdout) == (0, f"wrote 2, skipped 0 ({out})\n")
     assert sorted(p.name for p in out.iterdir()) == ["image_0.png", "image_1.png"]
+
+
+# -- the model argument and loading --------------------------------------------------------------
+
+
+def test_model_spec_that_names_a_missing_local_folder_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "dangling").symlink_to(tmp_path / "gone")  # a local name, though it reads like a Hub id
+    for spec in ["./missing", "../missing", "a/b/c", str(tmp_path / "missing"), "dangling"]:
+        with pytest.raises(CLIError) as e:
+            cli_module.check_model_spec(spec)
+        assert str(e.value) == f"{spec}: cannot load model: no such folder"
+
+
+def test_model_spec_that_looks_like_a_hub_id_is_left_to_the_hub(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for spec in ["org/name", "name", None]:
+        cli_module.check_model_spec(spec)  # no error: the Hub (or the demo) decides
+    (tmp_path / "org" / "name").mkdir(parents=True)
+    cli_module.check_model_spec("org/name")  # an existing local folder is fine too
+
+
+def test_model_spec_that_names_a_file_is_refused_naming_its_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "config.json").write_text("{}")
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(CLIError) as e:
+        cli_module.check_model_spec("m/config.json")
+    assert str(e.value) == "m/config.json: --model takes the folder that holds config.json, not a file (pass m)"
+    with pytest.raises(CLIError) as e:
+        cli_module.check_model_spec("config.json", option="--init")
+    assert str(e.value) == "config.json: --init takes the folder that holds config.json, not a file (pass .)"
+
+
+@pytest.fixture
+def saved_tiny_model(tmp_path):
+    from fixtures.models import make_tiny
+
+    path = tmp_path / "tiny"
+    make_tiny().save_pretrained(path)
+    return path
+
+
+def test_load_model_runs_in_float32_unless_a_dtype_is_named(saved_tiny_model):
+    model = cli_module.load_model(str(saved_tiny_model))
+    assert model.dtype == torch.float32 and not model.training
+    assert cli_module.load_model(str(saved_tiny_model), "bfloat16").dtype == torch.bfloat16
+    assert cli_module.load_model(str(saved_tiny_model), "float16").dtype == torch.float16
+
+
+def test_load_model_failure_is_one_sentence_naming_the_folder(tmp_path, monkeypatch):
+    monkeypatch.delenv("MDIFFAE_TRACEBACK", raising=False)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(CLIError) as e:
+        cli_module.load_model(str(empty))
+    assert str(e.value).startswith(f"{empty}: cannot load model (") and str(e.value).endswith(")")
+    assert "\n" not in str(e.value)
+
+
+# -- reconstruct: inputs, outputs, the model's dtype, the one-file report (a stand-in model) --------
+
+
+@pytest.fixture
+def recorded_codec(monkeypatch):
+    """``load_model`` replaced by the stand-in codec; the ``(spec, dtype)`` of every load recorded."""
+    loads = []
+    monkeypatch.setattr(cli_module, "load_model", lambda spec, dtype: loads.append((spec, dtype)) or _CodecModel())
+    return loads
+
+
+def _white(path, w=16, h=16):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (w, h), (255, 255, 255)).save(path)
+    return path
+
+
+def test_reconstruct_hands_the_model_and_dtype_options_to_the_loader(tmp_path, capsys, recorded_codec):
+    src = _white(tmp_path / "a.png")
+    assert cli(capsys, "reconstruct", src, tmp_path / "o.png", "--dtype", "bfloat16", "--model", "org/m")[0] == 0
+    assert cli(capsys, "reconstruct", src, tmp_path / "p.png")[0] == 0
+    assert recorded_codec == [("org/m", "bfloat16"), (None, "float32")]
+
+
+def test_reconstruct_one_file_reports_size_latent_psnr_and_elapsed_time(tmp_path, capsys, recorded_codec, monkeypatch):
+    clock = iter([100.0, 101.25])
+    monkeypatch.setattr(cli_module, "time", types.SimpleNamespace(perf_counter=lambda: next(clock)))
+    src, out = _white(tmp_path / "a.png"), tmp_path / "o.png"
+    rc, stdout, err = cli(capsys, "reconstruct", src, out)
+    # a white image (1.0) decoded black (0.0): MSE 1 on a peak-to-peak of 2, 10 log10(4) = 6.02 dB
+    assert (rc, err) == (0, "")
+    assert stdout == f"wrote {out} (16x16, latent (3, 2, 2), PSNR 6.02 dB, 1.25 s)\n"
+    assert Image.open(out).size == (16, 16)
+
+
+def test_reconstruct_an_empty_folder_fails_saying_so(tmp_path, capsys, recorded_codec):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("no image here")
+    rc, stdout, err = cli(capsys, "reconstruct", tmp_path / "empty", tmp_path / "out")
+    assert (rc, stdout, err) == (1, "", f"error: {tmp_path / 'empty'}: no images found\n")
+    assert recorded_codec == []
+
+
+def test_reconstruct_a_folder_onto_a_file_fails_and_into_an_existing_folder_works(tmp_path, capsys, recorded_codec):
+    src = tmp_path / "in"
+    _white(src / "a.png")
+    _white(src / "sub" / "b.png")
+    taken = tmp_path / "taken.png"
+    taken.write_bytes(b"keep me")
+    rc, stdout, err = cli(capsys, "reconstruct", src, taken)
+    assert (rc, stdout) == (1, "")
+    assert err == f"error: {taken}: is a file, but the input {src} is a folder; name an output folder\n"
+    assert taken.read_bytes() == b"keep me" and recorded_codec == []
+
+    out = tmp_path / "existing"
+    out.mkdir()
+    rc, stdout, err = cli(capsys, "reconstruct", src, out)
+    assert (rc, stdout) == (0, f"wrote 2, skipped 0 ({out})\n")
+    assert "error" not in err and "skipped" not in err
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png")) == ["a.png", "sub/b.png"]
+
+
+_DEAD_PID = 4_999_999  # above Linux's largest pid_max (2**22): never a running process
+
+
+def test_reconstruct_removes_only_its_own_outputs_stale_temporaries(tmp_path, capsys, recorded_codec):
+    src = tmp_path / "in"
+    _white(src / "a.png")
+    _white(src / "b.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    mine = out / f".a.png.tmp-{_DEAD_PID}-abc"
+    others = [out / f".c.png.tmp-{_DEAD_PID}-abc", out / f".notes.txt.tmp-{_DEAD_PID}-abc"]
+    for p in [mine, *others]:
+        p.write_bytes(b"partial")
+    rc, _, _ = cli(capsys, "reconstruct", src, out)
+    assert rc == 0
+    assert not mine.exists()
+    assert all(p.exists() for p in others)  # not this run's outputs: another command's business
+
+    single_mine = tmp_path / f".one.png.tmp-{_DEAD_PID}-x"
+    single_other = tmp_path / f".two.png.tmp-{_DEAD_PID}-x"
+    single_mine.write_bytes(b"partial")
+    single_other.write_bytes(b"partial")
+    assert cli(capsys, "reconstruct", src / "a.png", tmp_path / "one.png")[0] == 0
+    assert not single_mine.exists() and single_other.exists()
+
+
+def _help_text(capsys, monkeypatch, command):
+    """``mdiffae COMMAND --help`` unwrapped, its whitespace collapsed to single spaces."""
+    monkeypatch.setenv("COLUMNS", "1000")
+    with pytest.raises(SystemExit) as e:
+        cli_module.main([command, "--help"])
+    assert e.value.code == 0
+    return " ".join(capsys.readouterr().out.split())
+
+
+MODEL_OPTION_HELP = [
+    "--model MODEL diffusers folder, published snapshot folder or Hub id (default: the bundled demo checkpoint)",
+    "--dtype {bfloat16,float16,float32} dtype the model runs in (default: float32)",
+]
+DECODER_OPTION_HELP = [
+    "--steps STEPS decoder steps (default: model config, 1)",
+    "--pdg-strength PDG_STRENGTH path-drop guidance strength (1.0 = off; 1.01-1.2 sharpens with --steps > 1)",
+    "--seed SEED noise seed (default: model config)",
+    "--sampler {ddim,dpmpp_2m} ddim (default) or dpmpp_2m (DPM-Solver++(2M), better at few steps)",
+    "--schedule {linear,cosine} time grid of the sampler: linear (default) or cosine",
+    "--strength STRENGTH start the sampler at t = STRENGTH in (0, 1] instead of 1 (default 1)",
+]
+EXT_OPTION_HELP = "--ext EXT image format of folder outputs: png (default, lossless), jpg, webp, bmp or tiff"
+IMAGE_INPUT_HELP = "input an image file, or a folder (every image below it)"
+ENCODE_DATASET_HELP = [
+    "input image folder (recursive) or a datasets folder saved with save_to_disk",
+    "output output folder for shards/, run.json and manifest.json (a rerun resumes it)",
+    "--model MODEL diffusers folder, published snapshot folder or Hub id (default: bundled demo)",
+    "--resolution RESOLUTION shorter side after resizing, a multiple of 16; centre-cropped square (default: 256)",
+    "--no-crop keep the aspect ratio (sides cropped to multiples of 16)",
+    "--flip also encode horizontal flips",
+    "--dtype {bfloat16,float16,float32} storage dtype of the latents (default: float16)",
+    "--shard-size SHARD_SIZE images per shard (default: 256)",
+    "--batch-size BATCH_SIZE images per encoder call (default: 16)",
+    "--column COLUMN image column of a datasets dataset (default: image)",
+    "--threads THREADS torch CPU threads per process",
+]
+
+# What `mdiffae COMMAND --help` says: the description, then each argument with its help sentence.
+COMMAND_HELP = {
+    "reconstruct": [
+        "Encode and decode images; a folder input gives a folder output with the same structure.",
+        IMAGE_INPUT_HELP,
+        "output an image file (its extension names the format) or, for a folder input or a path ending in /, a folder",
+        *MODEL_OPTION_HELP,
+        *DECODER_OPTION_HELP,
+        EXT_OPTION_HELP,
+    ],
+    "encode": [
+        "Encode images to one safetensors file (latents + source/size metadata).",
+        IMAGE_INPUT_HELP,
+        "output the .safetensors file to write",
+        *MODEL_OPTION_HELP,
+    ],
+    "decode": [
+        "Decode the latents of a file written by `mdiffae encode`.",
+        "input a .safetensors file written by `mdiffae encode`",
+        "output an image file (one latent), or a folder (several latents, or a path ending in /); folder outputs "
+        "keep the sources' relative folders",
+        *MODEL_OPTION_HELP,
+        *DECODER_OPTION_HELP,
+        EXT_OPTION_HELP,
+    ],
+    "eval": [
+        "Reconstruction quality against bicubic-from-1/4 and -1/8 baselines.",
+        IMAGE_INPUT_HELP,
+        "--out OUT folder for comparison grids and latent PCA images",
+        "--json JSON also write the figures to this JSON file",
+        *MODEL_OPTION_HELP,
+        *DECODER_OPTION_HELP,
+    ],
+    "convert": [
+        "Convert a published mDiffAE snapshot (config.json + model.safetensors) to a diffusers folder; nothing is "
+        "written unless every check passes.",
+        "snapshot the downloaded original repository folder",
+        "out output folder (written only if every check passes; never inside the snapshot)",
+        "--verify run the original m_diffae package from the snapshot and compare outputs",
+        "--dtype {bfloat16,float16,float32} dtype of the saved weights",
+        "--overwrite replace OUT if it exists (the old one is removed only after the new one is complete)",
+        "--min-psnr MIN_PSNR warn when the sample reconstruction is below this PSNR in dB (default: the "
+        "converter's, 25)",
+    ],
+    "encode-dataset": [
+        "Encode an image dataset to sharded mDiffAE latents (resumable; `accelerate launch -m "
+        "diffusers_mdiffae.dataset_encoding` for several processes).",
+        *ENCODE_DATASET_HELP,
+    ],
+    "train": [
+        "Train or fine-tune with the published objective, on accelerate.",
+        "--data DATA image folder (recursive), or 'skimage' for scikit-image's samples",
+        "--output-dir OUTPUT_DIR folder for checkpoints, previews, log.jsonl and final/",
+        "--model-config MODEL_CONFIG JSON object of AutoencoderMDiffAE arguments for a fresh model",
+        "--init INIT fine-tune from this model (diffusers folder, snapshot folder or Hub id)",
+        "--resume RESUME a checkpoint folder, or 'latest' (falls back past a corrupt one)",
+        "--steps STEPS total optimizer steps (default: 1000)",
+        "--batch-size BATCH_SIZE images per step and process (default: 8)",
+        "--crop CROP crop side in pixels, a multiple of 16 (default: 128)",
+        "--lr LR peak learning rate, in (0, 1] (default: 5e-4)",
+        "--warmup-steps WARMUP_STEPS linear warm-up steps (default: 100)",
+        "--ema-decay EMA_DECAY EMA decay in [0, 1) (default: 0.999)",
+        "--seed SEED seed of the initialisation and every batch (default: 0)",
+        "--mixed-precision {no,bf16,fp16} autocast dtype (default: no)",
+        "--gradient-checkpointing trade compute for activation memory",
+        "--checkpoint-every CHECKPOINT_EVERY steps between checkpoints (and one at the end), 0 = none (default: 500)",
+        "--preview-every PREVIEW_EVERY steps between preview grids, 0 = never (default: 500)",
+        "--exclude [EXCLUDE ...] file names to hold out",
+        "--permute-channels shuffle RGB channels of every crop (colour diversity for small folders)",
+        "--color-jitter COLOR_JITTER per-crop brightness, contrast and saturation factors drawn from "
+        "[1 - s, 1 + s] (default: 0)",
+        "--token-mask-prob TOKEN_MASK_PROB fraction of samples whose latent tokens are masked, 3 of each 2x2 "
+        "group (default: 0.5)",
+        "--sigmoid-bias SIGMOID_BIAS SiD2 bias b of the loss weight sigmoid(logsnr - b); lower puts more weight "
+        "near pure noise, where the 1-step decode runs (default: -8)",
+        "--gradient-weight GRADIENT_WEIGHT add this times the squared error of neighbour differences to the "
+        "loss, against a 16-px grid in flat regions (default: 0 = the published loss)",
+        "--umd-ratio UMD_RATIO UMD objective: fraction of samples given a noise-free step with masked pixel "
+        "patches (r_{t=0}; default 0 = the published objective)",
+        "--umd-mask-ratio UMD_MASK_RATIO UMD: fraction of pixel patches blanked in those samples, in [0, 1) "
+        "(default: 0.9)",
+    ],
+}
+
+
+@pytest.mark.parametrize("command", sorted(COMMAND_HELP))
+def test_help_of_each_command_gives_its_description_and_every_arguments_sentence(capsys, monkeypatch, command):
+    monkeypatch.setenv("COLUMNS", "1000")
+    with pytest.raises(SystemExit):
+        cli_module.main([command, "--help"])
+    raw = capsys.readouterr().out
+    description, *arguments = COMMAND_HELP[command]
+    assert f"\n\n{description}\n\n" in raw  # its own paragraph, unwrapped at this width
+    text = " ".join(raw.split())
+    for expected in arguments:
+        assert f" {expected} " in f"{text} "
+
+
+def test_help_of_encode_has_no_decoder_options(capsys, monkeypatch):
+    text = _help_text(capsys, monkeypatch, "encode")
+    for decoder_option in ["--steps", "--pdg-strength", "--seed", "--sampler", "--schedule", "--strength", "--ext"]:
+        assert decoder_option not in text
+
+
+def test_top_level_help_lists_every_command_with_its_one_line_summary(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "1000")
+    with pytest.raises(SystemExit):
+        cli_module.main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert text.startswith("usage: mdiffae [-h] COMMAND ... mDiffAE image tokenizer (diffusers-mdiffae).")
+    assert (
+        "COMMAND reconstruct encode and decode images encode encode images to a safetensors file of latents "
+        "decode decode a latent file written by `mdiffae encode` eval PSNR/SSIM(/LPIPS) against bicubic "
+        "baselines, with pictures convert convert a published snapshot to a diffusers folder encode-dataset "
+        "encode an image dataset to sharded latents (resumable) train train or fine-tune (`accelerate launch "
+        "-m diffusers_mdiffae.cli train ...`)"
+    ) in text
+
+
+def test_standalone_encode_dataset_help_matches_the_subcommands(capsys, monkeypatch):
+    from diffusers_mdiffae.dataset_encoding.options import build_parser as encode_dataset_parser
+
+    monkeypatch.setenv("COLUMNS", "1000")
+    with pytest.raises(SystemExit):
+        encode_dataset_parser().parse_args(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for expected in ENCODE_DATASET_HELP:
+        assert expected in text
+
+
+# -- parsing: what the command line accepts and refuses before any work ------------------------------
+
+
+def test_no_command_is_a_one_line_usage_error(capsys):
+    assert cli(capsys) == (2, "", "error: the following arguments are required: COMMAND (see `mdiffae -h`)\n")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["convert", "snap", "out", "--dtype", "int8"],
+        ["encode-dataset", "in", "out", "--dtype", "int8"],
+        ["encode", "in", "out", "--dtype", "int8"],
+    ],
+)
+def test_dtype_options_accept_only_the_three_float_types(capsys, argv):
+    rc, stdout, err = cli(capsys, *argv)
+    assert (rc, stdout) == (2, "")
+    assert err.startswith("error: --dtype: invalid choice: 'int8' (choose from ")
+    assert err.endswith(f" (see `mdiffae {argv[0]} -h`)\n")
+    for name in ["bfloat16", "float16", "float32"]:
+        assert name in err
+        assert cli_module.build_parser().parse_args(argv[:-1] + [name]).dtype == name
+
+
+def test_schedule_and_strength_reach_the_decoder_and_are_checked(capsys):
+    args = cli_module.build_parser().parse_args(["decode", "z", "o", "--schedule", "cosine", "--strength", "1"])
+    assert cli_module._decode_kwargs(args) == {
+        "num_inference_steps": None,
+        "pdg_strength": None,
+        "seed": None,
+        "sampler": None,
+        "schedule": "cosine",
+        "strength": 1.0,
+    }
+    args = cli_module.build_parser().parse_args(
+        ["reconstruct", "a", "b", "--schedule", "linear", "--strength", "1e-3"]
+    )
+    assert (args.schedule, args.strength) == ("linear", 0.001)
+    rc, _, err = cli(capsys, "decode", "z", "o", "--strength", "0")
+    assert (rc, err) == (2, "error: --strength: must be in (0, 1], got 0 (see `mdiffae decode -h`)\n")
+    rc, _, err = cli(capsys, "decode", "z", "o", "--strength", "1.5")
+    assert (rc, err) == (2, "error: --strength: must be in (0, 1], got 1.5 (see `mdiffae decode -h`)\n")
+    rc, _, err = cli(capsys, "eval", "x", "--schedule", "LINEAR")
+    assert rc == 2 and err.startswith("error: --schedule: invalid choice: 'LINEAR'")
+
+
+def test_an_interrupted_command_says_so_in_one_line_with_status_130(capsys, monkeypatch):
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_module, "cmd_reconstruct", interrupted)
+    assert cli(capsys, "reconstruct", "a.png", "b.png") == (130, "", "error: interrupted\n")
+
+
+def test_a_failed_command_is_one_error_line_unless_tracebacks_are_asked_for(capsys, monkeypatch):
+    def broken(args):
+        raise RuntimeError("disk on fire\nsecond line")
+
+    monkeypatch.setattr(cli_module, "cmd_encode", broken)
+    monkeypatch.delenv("MDIFFAE_TRACEBACK", raising=False)
+    assert cli(capsys, "encode", "a.png", "z.safetensors") == (
+        1,
+        "",
+        "error: RuntimeError: disk on fire; second line\n",
+    )
+    monkeypatch.setenv("MDIFFAE_TRACEBACK", "1")
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        cli_module.main(["encode", "a.png", "z.safetensors"])

@@ -2,6 +2,8 @@
 (the encoder itself is replaced where only the hand-off is under test)."""
 
 import hashlib
+import json
+import os
 import pickle
 import sys
 import types
@@ -9,11 +11,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
+from safetensors.torch import save_file
 
 from diffusers_mdiffae.dataset_encoding import encode
 from diffusers_mdiffae.dataset_encoding.options import EncodeConfig, build_parser, config_from_args
-from diffusers_mdiffae.dataset_encoding.reader import LatentShardDataset
-from diffusers_mdiffae.dataset_encoding.sources import HFDatasetSource
+from diffusers_mdiffae.dataset_encoding.reader import LatentShardDataset, load_manifest
+from diffusers_mdiffae.dataset_encoding.sources import FolderSource, HFDatasetSource, open_source
 from diffusers_mdiffae.imaging import ImageLoadError
 
 ALL_OPTIONS = [
@@ -174,3 +178,250 @@ def test_shard_dataset_pickles_without_its_open_shards():
     assert "f" in ds._handles  # the live dataset keeps its handles
     copy = pickle.loads(pickle.dumps(ds))
     assert copy._handles == {} and copy.index == [("f", 0, {})]
+
+
+# -- open_source: which kind of source a path or object is ---------------------------------------
+
+
+class _ImageColumnDataset:
+    column_names = ["image", "label"]
+
+    def __len__(self):
+        return 2
+
+
+@pytest.fixture
+def fake_datasets(monkeypatch):
+    """A ``datasets`` module whose ``load_from_disk`` records the folder it is given."""
+    loaded = []
+    fake = types.ModuleType("datasets")
+    fake.load_from_disk = lambda path: loaded.append(path) or _ImageColumnDataset()
+    monkeypatch.setitem(sys.modules, "datasets", fake)
+    return loaded
+
+
+@pytest.mark.parametrize("marker", ["dataset_info.json", "dataset_dict.json"])
+def test_a_saved_datasets_folder_is_opened_with_load_from_disk_and_the_image_column(tmp_path, fake_datasets, marker):
+    (tmp_path / marker).write_text("{}")
+    Image.new("RGB", (8, 8)).save(tmp_path / "stray.png")  # the marker wins over images beside it
+    src = open_source(tmp_path)
+    assert isinstance(src, HFDatasetSource) and isinstance(src.ds, _ImageColumnDataset)
+    assert fake_datasets == [str(tmp_path)]
+    assert (src.column, src.name(1)) == ("image", "image[1]")
+    assert open_source(str(tmp_path), column="label").column == "label"
+    with pytest.raises(ValueError) as e:
+        open_source(tmp_path, column="img")
+    assert str(e.value) == "dataset has no column 'img' (columns: ['image', 'label'])"
+
+
+def test_a_datasets_object_is_used_as_it_is_with_the_image_column(fake_datasets):
+    ds = _ImageColumnDataset()
+    src = open_source(ds)
+    assert isinstance(src, HFDatasetSource) and src.ds is ds and src.column == "image"
+    assert open_source(ds, "label").column == "label"
+    assert fake_datasets == []
+
+
+def test_a_plain_folder_is_an_image_folder_named_relative_to_it(tmp_path):
+    (tmp_path / "sub").mkdir()
+    for name in ["b.png", "sub/a.jpg"]:
+        Image.new("RGB", (8, 8)).save(tmp_path / name)
+    (tmp_path / "dataset_info.txt").write_text("not the marker")
+    src = open_source(tmp_path)
+    assert isinstance(src, FolderSource)
+    assert [src.name(i) for i in range(len(src))] == ["b.png", "sub/a.jpg"]
+
+
+def test_a_folder_without_images_or_a_missing_path_is_refused_with_a_sentence(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "readme.txt").write_text("x")
+    with pytest.raises(ValueError) as e:
+        open_source(empty)
+    assert str(e.value) == f"{empty}: no images found"
+    with pytest.raises(ValueError) as e:
+        FolderSource(str(empty))
+    assert str(e.value) == f"{empty}: no images found"
+    missing = str(tmp_path / "missing")
+    with pytest.raises(ValueError) as e:
+        open_source(missing)
+    assert str(e.value) == f"{missing}: not a folder of images or a saved datasets folder"
+
+
+# -- the reader: manifest and normalisation -------------------------------------------------------
+
+
+def test_load_manifest_of_an_unfinished_run_says_to_run_it_again(tmp_path):
+    with pytest.raises(FileNotFoundError) as e:
+        load_manifest(tmp_path)
+    assert str(e.value) == (
+        f"{tmp_path / 'manifest.json'} not found: the encoding run has not finished (run it again to complete it)"
+    )
+    (tmp_path / "manifest.json").write_text('{"num_samples": 3}')
+    assert load_manifest(str(tmp_path)) == {"num_samples": 3}
+
+
+def _one_shard_run(folder, z, mean, std):
+    (folder / "shards").mkdir(parents=True)
+    sample = {"source": "a.png", "flip": True, "original_size": [20, 30], "crop_box": [0, 1, 16, 17]}
+    save_file({"latent.0": z}, str(folder / "shards" / "s0.safetensors"), metadata={"samples": json.dumps([sample])})
+    manifest = {
+        "latent_channels": z.shape[0],
+        "latents_mean": mean,
+        "latents_std": std,
+        "shards": [{"file": "shards/s0.safetensors", "num_samples": 1}],
+    }
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return sample
+
+
+def test_normalized_latents_are_z_minus_mean_over_std_per_channel_with_std_floored_at_1e_6(tmp_path):
+    z = torch.tensor([[[1.0, 2.0]], [[4.0, -4.0]], [[3.0, 3.5]]])
+    sample = _one_shard_run(tmp_path, z, mean=[1.0, 0.0, 3.0], std=[0.5, 2.0, 0.0])
+    item = LatentShardDataset(tmp_path, normalize=True)[0]
+    # by hand: channel 0 (z - 1) / 0.5, channel 1 z / 2, channel 2 (z - 3) / 1e-6 (a zero std is floored)
+    expected = torch.tensor([[[0.0, 2.0]], [[2.0, -2.0]], [[0.0, 0.5e6]]])
+    torch.testing.assert_close(item["latent"], expected, rtol=1e-6, atol=0)
+    assert item["latent"].dtype == torch.float32
+    assert {k: item[k] for k in sample} == sample
+    raw = LatentShardDataset(tmp_path)[0]["latent"]
+    assert torch.equal(raw, z)
+
+
+# -- the run's fingerprint, run.json and the model hash of a folder -------------------------------
+
+
+def test_model_fingerprint_of_a_local_folder_hashes_its_config_and_weight_files(tmp_path):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_bytes(b'{"a": 1}')
+    (folder / "w.safetensors").write_bytes(b"WEIGHTS")
+    (folder / "README.md").write_text("not hashed")
+    expected = hashlib.sha256(b"config.json\0" + b'{"a": 1}' + b"w.safetensors\0" + b"WEIGHTS").hexdigest()
+    link = tmp_path / "link"
+    link.symlink_to(folder)
+    model = _FakeModel({"a": 1}, {"w": torch.ones(2)})
+    for spec in [str(folder), link]:
+        assert encode.model_fingerprint(model, spec) == {
+            "model_sha256": expected,
+            "model_path": os.path.realpath(folder),
+        }
+    # a folder without such files (a Hub cache layout, say): the loaded weights are hashed
+    (tmp_path / "bare").mkdir()
+    assert encode.model_fingerprint(model, str(tmp_path / "bare")) == {
+        "model_sha256": encode._sha256_model(model),
+        "model_path": str(tmp_path / "bare"),
+    }
+
+
+class _Named:
+    def __init__(self, names):
+        self.names = names
+
+    def __len__(self):
+        return len(self.names)
+
+    def name(self, i):
+        return self.names[i]
+
+
+def test_fingerprint_holds_the_config_model_image_count_and_a_hash_of_the_names():
+    cfg = EncodeConfig(resolution=32, flip=True)
+    fp = encode._fingerprint(_Named(["a.png", "sub/b.png"]), cfg, {"model_sha256": "h", "model_path": "/m"})
+    assert fp == {
+        "config": {
+            "resolution": 32,
+            "crop": True,
+            "flip": True,
+            "dtype": "float16",
+            "shard_size": 256,
+            "batch_size": 16,
+            "column": "image",
+        },
+        "model_sha256": "h",
+        "model_path": "/m",
+        "num_images": 2,
+        "names_sha256": hashlib.sha256(b"a.png\nsub/b.png").hexdigest(),
+    }
+
+
+_DEAD_PID = 4_999_999  # above Linux's largest pid_max (2**22): never a running process
+
+
+def test_claim_run_writes_run_json_and_removes_only_its_own_stale_temporaries(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    mine = [out / f".run.json.tmp-{_DEAD_PID}-a", out / f".manifest.json.tmp-{_DEAD_PID}-b"]
+    others = [out / f".notes.txt.tmp-{_DEAD_PID}-c", out / f".image.png.tmp-{_DEAD_PID}-d"]
+    for p in mine + others:
+        p.write_bytes(b"partial")
+    fp = {"config": {"resolution": 16}, "model_sha256": "h", "model_path": "/m", "num_images": 1}
+    encode._claim_run(out, fp)
+    assert (out / "shards").is_dir()
+    assert json.loads((out / "run.json").read_text()) == fp
+    assert not any(p.exists() for p in mine)
+    assert all(p.exists() for p in others)
+
+
+def test_claim_run_resumes_the_same_run_from_anywhere_and_refuses_another(tmp_path):
+    out = tmp_path / "out"
+    fp = {"config": {"resolution": 16}, "model_sha256": "h", "model_path": "/m", "num_images": 1}
+    encode._claim_run(out, fp)
+    encode._claim_run(out, {**fp, "model_path": "/elsewhere/m"})  # the same weights reached another way
+    assert json.loads((out / "run.json").read_text()) == fp
+    for other in [{**fp, "model_sha256": "g"}, {**fp, "num_images": 2}, [fp]]:
+        (out / "run.json").write_text(json.dumps(other))
+        with pytest.raises(ValueError) as e:
+            encode._claim_run(out, fp)
+        assert str(e.value) == (
+            f"{out}: holds a run with other settings, inputs or model weights (run.json differs); "
+            "use a new output folder"
+        )
+    (out / "run.json").write_text("{half")
+    with pytest.raises(ValueError) as e:
+        encode._claim_run(out, fp)
+    assert str(e.value) == f"{out / 'run.json'}: unreadable (not JSON); use a new output folder"
+
+
+def test_latents_may_be_written_inside_the_image_folder_they_encode(tmp_path):
+    """Shards are not images, so an output folder inside the input is never read back as input."""
+    from fixtures.models import make_tiny
+
+    src = tmp_path / "photos"
+    src.mkdir()
+    for i in range(2):
+        Image.new("RGB", (16, 16), (40 * i, 80, 120)).save(src / f"p{i}.png")
+    cfg = EncodeConfig(resolution=16, shard_size=2, batch_size=2, dtype="float32")
+    out = src / "latents"
+    manifest = encode.encode_dataset(src, out, model=make_tiny(), config=cfg, log=lambda _: None)
+    assert manifest["num_samples"] == 2 and manifest["num_images"] == 2
+    again = encode.encode_dataset(str(src), str(out), model=make_tiny(), config=cfg, log=lambda _: None)
+    assert again["num_images"] == 2  # the shards now inside the input folder are not counted as images
+    assert sorted(os.listdir(out / "shards")) == ["shard-000000.safetensors"]
+
+
+@pytest.mark.parametrize("resolution", [16, 32, 256, 1024])
+def test_config_accepts_every_positive_multiple_of_16_from_16(resolution):
+    EncodeConfig(resolution=resolution).validate()
+
+
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        ({"resolution": 0}, "resolution must be a positive multiple of 16, got 0"),
+        ({"resolution": -16}, "resolution must be a positive multiple of 16, got -16"),
+        ({"resolution": 8}, "resolution must be a positive multiple of 16, got 8"),
+        ({"resolution": 24}, "resolution must be a positive multiple of 16, got 24"),
+        ({"resolution": 32.0}, "resolution must be a positive multiple of 16, got 32.0"),
+        ({"resolution": "32"}, "resolution must be a positive multiple of 16, got '32'"),
+        ({"dtype": "int8"}, "dtype must be one of ['bfloat16', 'float16', 'float32'], got 'int8'"),
+        ({"shard_size": 0}, "shard_size must be a positive integer, got 0"),
+        ({"shard_size": True}, "shard_size must be a positive integer, got True"),
+        ({"batch_size": 2.0}, "batch_size must be a positive integer, got 2.0"),
+        ({"batch_size": -1}, "batch_size must be a positive integer, got -1"),
+    ],
+)
+def test_config_refuses_each_bad_setting_with_its_sentence(kw, message):
+    with pytest.raises(ValueError) as e:
+        EncodeConfig(**kw).validate()
+    assert str(e.value) == message
