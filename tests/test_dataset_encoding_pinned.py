@@ -214,6 +214,27 @@ def test_a_saved_datasets_folder_is_opened_with_load_from_disk_and_the_image_col
     assert str(e.value) == "dataset has no column 'img' (columns: ['image', 'label'])"
 
 
+class _SplitsDataset:
+    """What ``load_from_disk`` returns for a saved DatasetDict: column names per split."""
+
+    column_names = {"train": ["image"], "test": ["image"]}
+
+
+def test_a_saved_dataset_of_several_splits_is_refused_asking_for_one_split(tmp_path, monkeypatch):
+    fake = types.ModuleType("datasets")
+    fake.load_from_disk = lambda path: _SplitsDataset()
+    monkeypatch.setitem(sys.modules, "datasets", fake)
+    (tmp_path / "dataset_dict.json").write_text("{}")
+    with pytest.raises(ValueError) as e:
+        open_source(tmp_path)
+    assert str(e.value) == (
+        f"{tmp_path} holds several splits (train, test), not one dataset: give one split "
+        "(its subfolder, or dataset[split])"
+    )
+    with pytest.raises(ValueError, match=r"^dataset holds several splits \(train, test\)"):
+        open_source(_SplitsDataset())
+
+
 def test_a_datasets_object_is_used_as_it_is_with_the_image_column(fake_datasets):
     ds = _ImageColumnDataset()
     src = open_source(ds)

@@ -42,10 +42,18 @@ class HFDatasetSource(ImageSource):
     """``datasets`` dataset (a saved folder ``load_from_disk`` reads, or a Dataset object) with an image column."""
 
     def __init__(self, dataset, column: str = "image"):
+        where = "dataset"
         if isinstance(dataset, (str, os.PathLike)):
             from datasets import load_from_disk
 
-            dataset = load_from_disk(str(dataset))
+            where = str(dataset)
+            dataset = load_from_disk(where)
+        if isinstance(dataset.column_names, dict):  # a DatasetDict: its column names come per split
+            splits = ", ".join(dataset.column_names)
+            raise ValueError(
+                f"{where} holds several splits ({splits}), not one dataset: give one split "
+                f"(its subfolder, or dataset[split])"
+            )
         if column not in dataset.column_names:
             raise ValueError(f"dataset has no column {column!r} (columns: {dataset.column_names})")
         self.ds, self.column = dataset, column
