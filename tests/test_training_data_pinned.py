@@ -106,7 +106,8 @@ def test_a_crop_is_its_definition_drawn_in_the_documented_order(tmp_path, jitter
     from diffusers_mdiffae.training.data import ImageFolderCrops
 
     _photo(tmp_path / "a.png", 80, 96, 0)  # wider than high: the square is cut within both sides
-    _photo(tmp_path / "b.png", 40, 36, 1)  # smaller than the largest square: the side is clipped
+    _photo(tmp_path / "b.png", 40, 36, 1)  # smaller than the largest square: the side is clipped to the width
+    _photo(tmp_path / "c.png", 36, 60, 2)  # ... or to the height
     data = ImageFolderCrops(
         tmp_path, crop=32, scale_range=(0.4, 0.9), log=lambda _: None, color_jitter=jitter, permute_channels=permute
     )
