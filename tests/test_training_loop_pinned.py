@@ -269,3 +269,26 @@ def test_without_cuda_the_run_asks_accelerate_for_the_cpu_and_the_configured_pre
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     train(config(tmp_path, steps=1), log=lambda _: None)
     assert _OtherProcess.made == [{"mixed_precision": "no", "cpu": True}]
+
+
+def test_each_step_draws_its_batch_and_its_loss_noise_from_the_generator_of_seed_step_and_process(
+    tmp_path, monkeypatch
+):
+    from diffusers_mdiffae.training import ImageFolderCrops, step_generator
+
+    seen = []
+    real = training_loop.diffusion_loss
+
+    def recording(vae, images, generator, objective):
+        seen.append((images.clone(), generator.get_state()))
+        return real(vae, images, generator, objective)
+
+    monkeypatch.setattr(training_loop, "diffusion_loss", recording)
+    torch.manual_seed(123)  # the global generator plays no part
+    train(config(tmp_path, steps=2, seed=7), log=lambda _: None)
+    data = ImageFolderCrops(tmp_path / "data", crop=32, scale_range=(0.5, 1.0), log=lambda _: None)
+    assert len(seen) == 2
+    for step, (images, state) in enumerate(seen):
+        g = step_generator(7, step, 0)
+        assert torch.equal(images, data.batch(2, g))
+        assert torch.equal(state, g.get_state())  # the loss draws next from the same generator
