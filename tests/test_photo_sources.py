@@ -713,6 +713,21 @@ def test_pypi_names_match_whatever_their_separators_and_case(tmp_path):
     assert ps._locator(src, [], [target])[1:] == ("1.0", str(target))
 
 
+def test_a_distribution_without_a_name_matches_no_package(tmp_path):
+    target = tmp_path / "pypi"
+    for folder, meta in (
+        ("aaa-1.0.dist-info", "Version: 1.0\n"),
+        ("xxxx-2.0.dist-info", "Name: xxxx\nVersion: 2.0\n"),
+    ):
+        (target / folder).mkdir(parents=True)
+        (target / folder / "METADATA").write_text("Metadata-Version: 2.1\n" + meta)
+        (target / folder / "RECORD").write_text("")
+    assert ps._pypi_distribution("xxxx", [target]).version == "2.0"
+    (target / "xxxx-2.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nVersion: 2.0\n")
+    for name in ("xxxx", "XXXX", "aaa", "unknown"):  # the nameless ones are not taken for any of them
+        assert ps._pypi_distribution(name, [target]) is None
+
+
 # -- the build's manifest, messages and records, pinned ------------------------------------------
 
 
@@ -1021,6 +1036,20 @@ def test_build_defaults_to_the_table_and_the_cache_folders(tmp_path, monkeypatch
     assert [p.name for p in written] == ["deb__p.png", "py__q.png"], messages
     found = json.loads((tmp_path / "out/sources.json").read_text())["sources"]
     assert [f["location"] for f in found] == [f"under {cache / 'debian-root'}", str(cache / "pypi")]
+
+
+def test_build_looks_for_debian_files_under_the_root_then_the_cache_and_for_pypi_in_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    cache = tmp_path / "xdg/diffusers-mdiffae/photo-sources"
+    gone = _debian_source("gone", "/usr/share/mdiffae-test-only/none-such.png")
+    absent = PhotoSource("absent", "pypi", "mdiffae-test-only-absent", "1.0", "MIT", "x", "-", (Photo("a/q.png"),))
+    messages = []
+    assert ps.build_training_photos(tmp_path / "out", [gone, absent], log=messages.append) == []
+    assert messages == [
+        f"skipping gone (debian gone-pics 1): not installed (none of its files under /, {cache / 'debian-root'})",
+        f"skipping absent (pypi mdiffae-test-only-absent 1.0): not installed (looked in {cache / 'pypi'} and sys.path)",
+        f"wrote 0 photos to {tmp_path / 'out'} (2 skipped)",
+    ]
 
 
 def test_default_sources_dir_falls_back_to_the_home_cache(tmp_path, monkeypatch):

@@ -299,6 +299,25 @@ def test_patch_keep_mask_keeps_the_same_count_in_every_sample():
     assert len({tuple(row.tolist()) for row in a.flatten(1)}) > 32  # drawn, not a fixed pattern
 
 
+def test_patch_keep_mask_keeps_the_lowest_ranks_of_one_draw_from_the_generator_per_cell():
+    from diffusers_mdiffae.training.objective import patch_keep_mask
+
+    for batch, h, w, ratio in ((3, 4, 5, 0.6), (2, 3, 3, 0.5), (1, 2, 2, 0.99)):
+        g = torch.Generator().manual_seed(batch + h)
+        got = patch_keep_mask(batch, h, w, ratio, g)
+        ref = torch.Generator().manual_seed(batch + h)
+        scores = torch.rand(batch, h * w, generator=ref)
+        n_keep = max(1, round(h * w * (1 - ratio)))
+        lowest = scores.argsort(dim=1)[:, :n_keep]
+        want = torch.zeros(batch, h * w, dtype=torch.bool).scatter_(1, lowest, True).view(batch, 1, h, w)
+        assert torch.equal(got, want)
+        assert torch.equal(torch.rand(3, generator=g), torch.rand(3, generator=ref))  # one draw per cell
+    torch.manual_seed(0)
+    a = patch_keep_mask(4, 4, 4, 0.5, torch.Generator().manual_seed(5))
+    torch.manual_seed(1)  # the global generator plays no part
+    assert torch.equal(a, patch_keep_mask(4, 4, 4, 0.5, torch.Generator().manual_seed(5)))
+
+
 def test_umd_zero_leaves_the_published_objective_and_its_draws_alone():
     images = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
     z = torch.randn(3, 4, 2, 2, generator=torch.Generator().manual_seed(1))
@@ -421,3 +440,36 @@ def test_gradient_weight_adds_its_penalty_to_the_loss_and_zero_keeps_the_publish
 def test_gradient_weight_must_be_finite_and_non_negative(value):
     with pytest.raises(ValueError, match="gradient_weight"):
         ObjectiveConfig(gradient_weight=value)
+
+
+# -- the learning-rate schedule -----------------------------------------------------------------
+
+
+def _schedule(**kw):
+    from diffusers_mdiffae.training import TrainConfig
+
+    return TrainConfig(data="d", output_dir="o", **kw)
+
+
+def test_lr_warms_up_linearly_then_follows_a_cosine_down_to_the_floor_and_stays_there():
+    from diffusers_mdiffae.training.loop import _lr_factor
+
+    cfg = _schedule(steps=10, warmup_steps=4, lr_min_ratio=0.2)
+    got = [_lr_factor(step, cfg) for step in range(14)]
+    want = [0.25, 0.5, 0.75, 1.0]  # (step + 1) / warmup: the first step already moves
+    for step in range(4, 14):
+        progress = min((step - 4) / 6, 1.0)
+        want.append(0.2 + 0.8 * (1 + math.cos(math.pi * progress)) / 2)
+    assert got == pytest.approx(want, abs=1e-12)
+    assert got[4] == 1.0 and got[7] == pytest.approx(0.6) and got[10:] == pytest.approx([0.2] * 4)
+
+
+def test_lr_without_warm_up_starts_at_full_rate_and_a_run_of_warm_up_only_never_divides_by_zero():
+    from diffusers_mdiffae.training.loop import _lr_factor
+
+    cfg = _schedule(steps=4, warmup_steps=0, lr_min_ratio=0.0)
+    assert [_lr_factor(s, cfg) for s in range(5)] == pytest.approx([1.0, 0.8535534, 0.5, 0.1464466, 0.0])
+    short = _schedule(steps=3, warmup_steps=3, lr_min_ratio=0.5)
+    assert [_lr_factor(s, short) for s in range(5)] == pytest.approx([1 / 3, 2 / 3, 1.0, 1.0, 0.5])
+    longer = _schedule(steps=2, warmup_steps=5, lr_min_ratio=0.5)  # the warm-up outlasts the run
+    assert [_lr_factor(s, longer) for s in range(2)] == pytest.approx([0.2, 0.4])
