@@ -102,3 +102,23 @@ def test_unknown_head_counts_are_refused_saying_what_the_args_name(state, args, 
     assert refusal(config_from_state_dict, state, args, {"num_heads": 2}).startswith("cannot tell the attention")
     config = config_from_state_dict(state, args, HEADS)
     assert (config["num_heads"], config["decoder_num_heads"]) == (2, 4)
+
+
+def test_both_torch_files_are_read_weights_only_whatever_the_torch_default(state, tmp_path, monkeypatch):
+    """torch before 2.6 unpickles code unless ``weights_only=True`` is passed: it must be, every time."""
+    from diffusers_mdiffae.conversion import vmae_pth
+
+    calls = []
+    real_load = torch.load
+
+    def recording_load(*args, **kwargs):
+        calls.append(kwargs)
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", recording_load)
+    torch.save({"model": state}, tmp_path / "c.pth")
+    torch.save({"mean": torch.zeros(4), "std": torch.ones(4)}, tmp_path / "latents_stats.pt")
+    read_vmae_pth(tmp_path / "c.pth")
+    vmae_pth.load_latent_stats(tmp_path / "latents_stats.pt")
+    assert [c.get("weights_only") for c in calls] == [True, True]
+    assert [c.get("map_location") for c in calls] == ["cpu", "cpu"]
