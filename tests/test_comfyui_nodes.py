@@ -18,9 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture
 def comfy(tmp_path):
     state = fake_comfy.install(tmp_path / "models", batch_chunk=1)
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
-    nodes = importlib.import_module("comfyui_nodes.nodes")
+    nodes = fake_comfy.import_node_module("nodes")
     state.nodes = nodes
     (tmp_path / "models" / "mdiffae").mkdir(parents=True)
     make_tiny().save_pretrained(tmp_path / "models" / "mdiffae" / "tiny")

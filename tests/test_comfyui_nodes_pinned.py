@@ -2,16 +2,11 @@
 sees it, the dtype a loader reads and runs the model in, and seeds past 2**63 wrapping onto the same
 noise the decoder draws for their remainder."""
 
-import importlib
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 from fixtures import fake_comfy
 from fixtures.models import make_tiny, place_tokenizers
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY = "mdiffae/tiny/diffusion_pytorch_model.safetensors"
 DTYPES = {"auto": torch.float32, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -26,9 +21,7 @@ def models(tmp_path_factory):
 
 def _install(models_dir):
     state = fake_comfy.install(models_dir, batch_chunk=1)
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
-    state.nodes = importlib.import_module("comfyui_nodes.nodes")
+    state.nodes = fake_comfy.import_node_module("nodes")
     return state
 
 

@@ -1,15 +1,10 @@
 """The tokenizer loader node (MAETok, SoftVQ-VAE, VMAE) against the stand-in ComfyUI (no ComfyUI needed)."""
 
-import importlib
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 from fixtures import fake_comfy
 from fixtures.models import TOKENIZER_SIZE, TOKENIZERS, make_tiny, make_tiny_tokenizer, place_tokenizers
 
-ROOT = Path(__file__).resolve().parents[1]
 S = TOKENIZER_SIZE
 
 
@@ -23,9 +18,7 @@ def placed(tmp_path_factory):
 def comfy(placed):
     models, paths = placed
     state = fake_comfy.install(models, batch_chunk=1)
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
-    state.nodes = importlib.import_module("comfyui_nodes.nodes")
+    state.nodes = fake_comfy.import_node_module("nodes")
     state.paths = paths
     state.root = models / "tokenizers"
     yield state

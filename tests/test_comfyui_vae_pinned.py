@@ -1,10 +1,6 @@
 """comfyui_nodes.vae pinned (against the stand-in ComfyUI): what each VAE wrapper tells ComfyUI about
 its latents (channels, factor, 1-D or 2-D) and the dtype it runs in."""
 
-import importlib
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 from fixtures import fake_comfy
@@ -12,15 +8,11 @@ from fixtures.models import TOKENIZER_SIZE, make_tiny, make_tiny_tokenizer
 
 from diffusers_mdiffae.comfy_bridge import ComfyMDiffAEModule, ComfyTokenizerModule
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture
 def vae_module(tmp_path):
     state = fake_comfy.install(tmp_path / "models", batch_chunk=1)
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
-    yield importlib.import_module("comfyui_nodes.vae")
+    yield fake_comfy.import_node_module("vae")
     fake_comfy.uninstall(state)
 
 
