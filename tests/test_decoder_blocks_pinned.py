@@ -60,3 +60,81 @@ def test_a_dico_blocks_mlp_norm_uses_the_blocks_eps():
     block = DiCoBlock(8, 2.0, depthwise_kernel_size=3, norm_eps=1e-3)
     assert repr(block.mlp.norm) == "ChannelWiseRMSNorm(8, eps=0.001, affine=False)"
     assert repr(block.norm1) == repr(block.norm2) == "ChannelWiseRMSNorm(8, eps=0.001, affine=False)"
+
+
+# -- the decoder's own defaults, refusals and initialisation -------------------------------------------
+
+
+def test_the_decoders_defaults_are_the_mdiffae_v1_configs():
+    import inspect
+
+    from diffusers_mdiffae import AutoencoderMDiffAE
+    from diffusers_mdiffae.models.decoder import Decoder
+
+    renamed = {"depth": "decoder_depth", "start_blocks": "decoder_start_blocks", "end_blocks": "decoder_end_blocks"}
+    config = inspect.signature(AutoencoderMDiffAE.__init__).parameters
+    own = {k: p.default for k, p in inspect.signature(Decoder.__init__).parameters.items() if k != "self"}
+    shared = {k: v for k, v in own.items() if renamed.get(k, k) in config}
+    assert shared == {k: config[renamed.get(k, k)].default for k in shared}
+    assert own["block_type"] == "dico" and set(shared) == set(own) - {"block_type"}
+    assert (own["patch_size"], own["depthwise_kernel_size"], own["adaln_low_rank_rank"]) == (16, 7, 128)
+    assert (own["pdg_mode"], own["norm_eps"]) == ("token_mask", 1e-6)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"block_type": "vit"}, "block_type must be one of ['dico', 'fcdm'], got 'vit'"),
+        ({"pdg_mode": "drop"}, "pdg_mode must be one of ('token_mask', 'path_drop', 'dual'), got 'drop'"),
+        (
+            {"pdg_mode": "dual"},
+            "path-drop guidance needs a skip decoder (decoder_start_blocks/decoder_end_blocks > 0)",
+        ),
+        (
+            {"pdg_mode": "path_drop"},
+            "path-drop guidance needs a skip decoder (decoder_start_blocks/decoder_end_blocks > 0)",
+        ),
+        (
+            {"depth": 2, "start_blocks": 1, "end_blocks": 1},
+            "decoder depth 2 leaves no middle block after 1 start and 1 end blocks",
+        ),
+    ],
+)
+def test_a_decoder_that_cannot_exist_is_refused_with_its_sentence(kwargs, message):
+    from diffusers_mdiffae.models.decoder import Decoder
+
+    with pytest.raises(ValueError) as err:
+        Decoder(model_dim=8, depth=kwargs.pop("depth", 1), latent_channels=4, adaln_low_rank_rank=2, **kwargs)
+    assert str(err.value) == message
+
+
+def test_adaln_starts_as_zero_modulation_with_a_small_random_down_projection():
+    from diffusers_mdiffae.models.adaln import AdaLNZeroLowRankDelta, AdaLNZeroProjector
+
+    torch.manual_seed(0)
+    delta = AdaLNZeroLowRankDelta(64, 512, 256, 2)
+    base = AdaLNZeroProjector(64, 512, 4)
+    assert delta.down.weight.shape == (256, 512) and delta.up.weight.shape == (128, 256)
+    assert delta.down.bias is None and delta.up.bias is None
+    assert abs(delta.down.weight.std().item() - 0.02) < 0.0005 and abs(delta.down.weight.mean().item()) < 0.0005
+    assert not delta.up.weight.any()
+    assert base.proj.weight.shape == (256, 512) and not base.proj.weight.any() and not base.proj.bias.any()
+
+
+def test_time_frequencies_are_float32_from_1_down_to_1_over_max_period_whatever_the_default_dtype():
+    from diffusers_mdiffae.models.embeddings import log_spaced_frequencies
+
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        freqs = log_spaced_frequencies(4)
+    finally:
+        torch.set_default_dtype(previous)
+    assert freqs.dtype == torch.float32
+    expected = torch.tensor([1.0, 10000.0 ** (-1 / 3), 10000.0 ** (-2 / 3), 1e-4], dtype=torch.float32)
+    torch.testing.assert_close(freqs, expected, rtol=1e-6, atol=0)
+
+
+def test_a_tiny_time_embedding_keeps_a_hidden_width_of_at_least_one():
+    assert SinusoidalTimeEmbeddingMLP(4, freq_dim=8, hidden_mult=0.1).proj_in.out_features == 1
+    assert SinusoidalTimeEmbeddingMLP(4, freq_dim=8, hidden_mult=0.5).proj_in.out_features == 2

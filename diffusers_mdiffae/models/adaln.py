@@ -18,7 +18,7 @@ class AdaLNZeroProjector(nn.Module):
     Shapes: ``a [B, d_cond] -> [B, n_chunks * d_model]``; ``a`` is the already-activated condition.
     """
 
-    def __init__(self, d_model: int, d_cond: int, n_chunks: int = 4):
+    def __init__(self, d_model: int, d_cond: int, n_chunks: int):
         super().__init__()
         self.proj = nn.Linear(d_cond, n_chunks * d_model)
         nn.init.zeros_(self.proj.weight)
@@ -37,7 +37,7 @@ class AdaLNZeroLowRankDelta(nn.Module):
     Shapes: ``a [B, d_cond] -> [B, n_chunks * d_model]``.
     """
 
-    def __init__(self, d_model: int, d_cond: int, rank: int, n_chunks: int = 4):
+    def __init__(self, d_model: int, d_cond: int, rank: int, n_chunks: int):
         super().__init__()
         self.down = nn.Linear(d_cond, rank, bias=False)
         self.up = nn.Linear(rank, n_chunks * d_model, bias=False)

@@ -52,7 +52,7 @@ class Decoder(nn.Module):
         start_blocks: int = 0,
         end_blocks: int = 0,
         block_type: str = "dico",
-        outer_norms: bool = False,
+        outer_norms: bool = True,
         pdg_mode: str = "token_mask",
         norm_eps: float = 1e-6,
     ):
