@@ -40,7 +40,7 @@ class Encoder(nn.Module):
         norm_in: bool = True,
         posterior: bool = False,
         bottleneck_norm: bool = True,
-        bottleneck_norm_affine: bool = False,
+        bottleneck_norm_affine: bool = True,
         norm_eps: float = 1e-6,
     ):
         super().__init__()
