@@ -107,3 +107,28 @@ def test_non_finite_weights_are_refused_listing_the_first_ten():
         strict_from_pretrained(Tiny, _loader(model=bad)[0], "p", {})
     names = ", ".join(f"t{i:02d}" for i in range(10))
     assert str(e.value) == f"checkpoint p has NaN or infinite values in 11 tensor(s): {names}"
+
+
+# -- validate_config: the type rules, key by key ----------------------------------------------------
+
+
+def _refusal(config) -> str:
+    from diffusers_mdiffae import AutoencoderMDiffAE
+    from diffusers_mdiffae.models.hub import validate_config
+
+    with pytest.raises(ValueError) as err:
+        validate_config(AutoencoderMDiffAE, config)
+    return str(err.value)
+
+
+def test_none_is_refused_for_a_key_whose_default_is_not_none():
+    assert _refusal({"latent_channels": None}) == "config: latent_channels must be an int, got None (NoneType)"
+
+
+def test_an_accepted_none_does_not_end_the_check_of_the_keys_after_it():
+    config = {"latents_mean": None, "latents_std": None, "latent_channels": "64"}
+    assert _refusal(config) == "config: latent_channels must be an int, got '64' (str)"
+
+
+def test_a_string_key_given_a_number_is_refused_asking_for_a_string():
+    assert _refusal({"pdg_mode": 3}) == "config: pdg_mode must be a string, got 3 (int)"
