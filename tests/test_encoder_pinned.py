@@ -78,3 +78,9 @@ def test_a_wrong_constructor_argument_names_the_class_it_was_given_to():
     with pytest.raises(ValueError) as err:
         AutoencoderMDiffAE(latent_channels="x")
     assert str(err.value) == "AutoencoderMDiffAE argument: latent_channels must be an int, got 'x' (str)"
+
+
+def test_a_device_move_takes_the_float32_kept_frequencies_along():
+    mlp = SinusoidalTimeEmbeddingMLP(4, freq_dim=8).to("meta")  # meta stands in for an accelerator
+    assert mlp.freqs.device.type == "meta" and mlp.freqs.dtype == torch.float32
+    assert mlp.proj_in.weight.device.type == "meta"
