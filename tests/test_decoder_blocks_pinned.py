@@ -138,3 +138,14 @@ def test_time_frequencies_are_float32_from_1_down_to_1_over_max_period_whatever_
 def test_a_tiny_time_embedding_keeps_a_hidden_width_of_at_least_one():
     assert SinusoidalTimeEmbeddingMLP(4, freq_dim=8, hidden_mult=0.1).proj_in.out_features == 1
     assert SinusoidalTimeEmbeddingMLP(4, freq_dim=8, hidden_mult=0.5).proj_in.out_features == 2
+
+
+def test_a_decoder_built_with_its_defaults_has_v1s_geometry():
+    from diffusers_mdiffae.models.decoder import Decoder
+
+    decoder = Decoder(model_dim=8, latent_channels=4, depth=1)
+    convs = [m for m in decoder.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert max(m.kernel_size[0] for m in convs if m.groups == 1) == 16  # the patch embedding
+    assert {m.kernel_size for m in convs if m.groups > 1} == {(7, 7)}  # the depthwise convolutions
+    assert decoder.adaln_deltas[0].down.out_features == 128
+    assert decoder.pdg_mode == "token_mask" and decoder.norm_in.eps == 1e-6

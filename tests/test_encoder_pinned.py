@@ -84,3 +84,9 @@ def test_a_device_move_takes_the_float32_kept_frequencies_along():
     mlp = SinusoidalTimeEmbeddingMLP(4, freq_dim=8).to("meta")  # meta stands in for an accelerator
     assert mlp.freqs.device.type == "meta" and mlp.freqs.dtype == torch.float32
     assert mlp.proj_in.weight.device.type == "meta"
+
+
+def test_an_encoder_built_with_its_defaults_has_v1s_depth_and_norms():
+    enc = Encoder(model_dim=8, latent_channels=4)
+    assert len(enc.blocks) == 4
+    assert enc.norm_in is not None and enc.norm_out is not None and enc.norm_out.weight is not None
