@@ -1,17 +1,14 @@
 """The interval argument type: which ends of an interval it accepts and the sentence it refuses with."""
 
 import argparse
+import functools
 import math
 
-import pytest
+from fixtures.errors import error_message
 
 from diffusers_mdiffae.argtypes import finite_float, float_in
 
-
-def _refusal(parse, text):
-    with pytest.raises(argparse.ArgumentTypeError) as e:
-        parse(text)
-    return str(e.value)
+_refusal = functools.partial(error_message, error=argparse.ArgumentTypeError)
 
 
 def test_closed_interval_accepts_both_ends_and_refuses_just_outside():

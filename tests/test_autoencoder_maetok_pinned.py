@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from fixtures.errors import error_message
 from test_maetok import TINY, read_fixture, write_original_folder
 
 from diffusers_mdiffae import AutoencoderMAETok, AutoencoderSoftVQ
@@ -29,9 +30,7 @@ SIZES = (
 
 
 def refusal(cls=AutoencoderMAETok, **args) -> str:
-    with pytest.raises(ValueError) as err:
-        cls(**{**TINY, **args})
-    return str(err.value)
+    return error_message(cls, **{**TINY, **args})
 
 
 @pytest.mark.parametrize("name", SIZES)

@@ -3,6 +3,7 @@ by hand), the node-input sentences for every kind of range, and the IMAGE layout
 
 import pytest
 import torch
+from fixtures.errors import error_message
 from fixtures.models import make_tiny
 
 import diffusers_mdiffae as pkg
@@ -142,12 +143,6 @@ def test_model_to_image_clamps_to_the_unit_range():
 # -- what a wrong file or a wrong tensor is told ------------------------------------------------------
 
 
-def _refusal(fn, *args):
-    with pytest.raises(ValueError) as info:
-        fn(*args)
-    return str(info.value)
-
-
 def test_a_folder_of_another_kind_is_refused_naming_what_its_config_describes(tmp_path):
     import json
 
@@ -156,19 +151,19 @@ def test_a_folder_of_another_kind_is_refused_naming_what_its_config_describes(tm
     folder = tmp_path / "sdvae"
     folder.mkdir()
     (folder / "config.json").write_text(json.dumps({"_class_name": "AutoencoderKL"}))
-    assert _refusal(describe_checkpoint, folder) == (
+    assert error_message(describe_checkpoint, folder) == (
         "sdvae is not an mDiffAE-family checkpoint: its config.json describes AutoencoderKL "
         "(use the stock Load VAE node for other VAEs)"
     )
     (folder / "config.json").write_text("{}")
-    assert _refusal(load_any, folder / "weights.safetensors").startswith(
+    assert error_message(load_any, folder / "weights.safetensors").startswith(
         "weights.safetensors is not an mDiffAE-family checkpoint: its config.json describes an unknown model"
     )
     (folder / "config.json").write_text("{broken")
-    assert _refusal(describe_checkpoint, folder) == "sdvae: its folder's config.json cannot be read as JSON"
+    assert error_message(describe_checkpoint, folder) == "sdvae: its folder's config.json cannot be read as JSON"
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert _refusal(load_any, empty) == (
+    assert error_message(load_any, empty) == (
         "empty is not an mDiffAE-family checkpoint: expected a .safetensors file or a folder with config.json "
         "and the weights (save_pretrained's layout, or a published snapshot)"
     )
@@ -179,46 +174,51 @@ def test_a_tokenizer_path_of_another_kind_is_refused_with_what_to_do(tmp_path):
 
     from diffusers_mdiffae.comfy_bridge import load_tokenizer, tokenizer_class_name
 
-    assert _refusal(tokenizer_class_name, tmp_path, "vq") == "kind 'vq' is not one of auto, maetok, softvq, vmae"
+    assert error_message(tokenizer_class_name, tmp_path, "vq") == "kind 'vq' is not one of auto, maetok, softvq, vmae"
     folder = tmp_path / "tok"
     folder.mkdir()
-    assert _refusal(tokenizer_class_name, folder) == (
+    assert error_message(tokenizer_class_name, folder) == (
         "tok is not a tokenizer checkpoint: expected an LDMAE .pth file or a folder with config.json and "
         "model.safetensors (an original MAETok/SoftVQ-VAE repository, or save_pretrained's layout)"
     )
     (folder / "config.json").write_text(json.dumps({"image_size": 256}))
-    assert _refusal(tokenizer_class_name, folder) == "tok: expected one .safetensors file next to config.json, found 0"
+    assert (
+        error_message(tokenizer_class_name, folder)
+        == "tok: expected one .safetensors file next to config.json, found 0"
+    )
     (folder / "model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{broken}")
-    assert _refusal(tokenizer_class_name, folder).startswith("model.safetensors: not a readable safetensors file (")
+    assert error_message(tokenizer_class_name, folder).startswith(
+        "model.safetensors: not a readable safetensors file ("
+    )
     (folder / "config.json").write_text(json.dumps({"_class_name": "AutoencoderMDiffAE"}))
-    assert _refusal(tokenizer_class_name, folder / "model.safetensors") == (
+    assert error_message(tokenizer_class_name, folder / "model.safetensors") == (
         "model.safetensors is not a MAETok, SoftVQ-VAE or VMAE checkpoint: its config describes AutoencoderMDiffAE "
         "(use the MDiffAE Loader for the mDiffAE family, the stock Load VAE node for others)"
     )
     junk = tmp_path / "junk.pth"
     junk.write_bytes(b"not a checkpoint")
-    assert _refusal(load_tokenizer, junk).startswith("junk.pth: cannot load as AutoencoderVMAE: ")
+    assert error_message(load_tokenizer, junk).startswith("junk.pth: cannot load as AutoencoderVMAE: ")
 
 
 def test_an_image_of_another_layout_or_size_is_refused_with_the_size_to_use():
     from diffusers_mdiffae.comfy_bridge import image_to_model
 
-    assert _refusal(image_to_model, torch.zeros(16, 32, 3)) == "IMAGE must be [B, H, W, C], got shape (16, 32, 3)"
+    assert error_message(image_to_model, torch.zeros(16, 32, 3)) == "IMAGE must be [B, H, W, C], got shape (16, 32, 3)"
     module = ComfyTokenizerModule(_maetok(32, 2, 32, 2))
-    assert _refusal(module.check_image, torch.zeros(1, 3, 96, 128)) == (
+    assert error_message(module.check_image, torch.zeros(1, 3, 96, 128)) == (
         "image is 128x96; AutoencoderMAETok takes 32x32 images only (its positions are learned for that size): "
         "resize or crop to 32x32 first, e.g. with ImageScale"
     )
-    assert _refusal(module.check_image, torch.zeros(5)).startswith("image is (5,); ")
+    assert error_message(module.check_image, torch.zeros(5)).startswith("image is (5,); ")
 
 
 def test_a_latent_of_another_model_is_refused_with_the_layout_it_needs():
     tokens = ComfyTokenizerModule(_maetok(32, 2, 32, 2))
-    assert _refusal(tokens.decode, torch.zeros(1, 64, 4, 4)) == (
+    assert error_message(tokens.decode, torch.zeros(1, 64, 4, 4)) == (
         "latent has shape (1, 64, 4, 4); AutoencoderMAETok decodes [B, d, L] tokens latents with 4 channels "
         "(from VAE Encode with this VAE)"
     )
-    assert _refusal(ComfyTokenizerModule(_vmae()).decode, torch.zeros(1, 4, 8)) == (
+    assert error_message(ComfyTokenizerModule(_vmae()).decode, torch.zeros(1, 4, 8)) == (
         "latent has shape (1, 4, 8); AutoencoderVMAE decodes [B, C, h, w] latents with 4 channels "
         "(from VAE Encode with this VAE)"
     )
@@ -259,13 +259,13 @@ def test_a_value_the_half_precision_model_cannot_hold_is_refused_not_turned_into
     x = torch.zeros(1, 3, 32, 32)
     x[0, 0, 0, 0] = 1e5
     refusal = "images contains 1 NaN or infinite values; clean the input before encoding/decoding"
-    assert _refusal(tokenizer.encode, x) == refusal
-    assert _refusal(vae.encode, x) == refusal
+    assert error_message(tokenizer.encode, x) == refusal
+    assert error_message(vae.encode, x) == refusal
     tokens, z = torch.zeros(1, 4, 8), torch.zeros(1, 64, 2, 2)
     tokens[0, 0, 0] = z[0, 0, 0, 0] = 1e5
     refusal = "latents contains 1 NaN or infinite values; clean the input before encoding/decoding"
-    assert _refusal(tokenizer.decode, tokens) == refusal
-    assert _refusal(vae.decode, z) == refusal
+    assert error_message(tokenizer.decode, tokens) == refusal
+    assert error_message(vae.decode, z) == refusal
 
 
 # -- which files belong to their folder -------------------------------------------------------------
@@ -308,7 +308,7 @@ def test_a_variant_weights_file_is_judged_by_its_folders_config_not_its_header(t
         "diffusion_pytorch_model.fp16.safetensors",
         config={"_class_name": "AutoencoderKL"},
     )
-    assert _refusal(describe_checkpoint, folder / "diffusion_pytorch_model.fp16.safetensors") == (
+    assert error_message(describe_checkpoint, folder / "diffusion_pytorch_model.fp16.safetensors") == (
         "diffusion_pytorch_model.fp16.safetensors is not an mDiffAE-family checkpoint: its config.json describes "
         "AutoencoderKL (use the stock Load VAE node for other VAEs)"
     )
@@ -321,10 +321,10 @@ def test_a_published_snapshot_with_a_config_of_another_shape_is_refused_with_the
 
     snap = _touch(tmp_path / "snap", config=dict(ORIGINAL["mdiffae_v1"][0], bogus=1))
     message = "config.json has fields the mdiffae_v1 layout does not know: ['bogus']"
-    assert _refusal(describe_checkpoint, snap) == message
-    assert _refusal(load_any, snap / "model.safetensors") == message
+    assert error_message(describe_checkpoint, snap) == message
+    assert error_message(load_any, snap / "model.safetensors") == message
     _touch(snap, config={"bottleneck_dim": 64})
-    assert _refusal(describe_checkpoint, snap) == (
+    assert error_message(describe_checkpoint, snap) == (
         "config.json lacks ['model_dim', 'patch_size']: is this an mDiffAE-family snapshot?"
     )
 
@@ -336,11 +336,11 @@ def test_a_config_that_is_not_a_json_object_describes_an_unknown_model(tmp_path)
     folder.mkdir()
     for text in ("[1, 2]", '"AutoencoderMDiffAE"', "null"):
         (folder / "config.json").write_text(text)
-        assert _refusal(describe_checkpoint, folder) == (
+        assert error_message(describe_checkpoint, folder) == (
             "listed is not an mDiffAE-family checkpoint: its config.json describes an unknown model "
             "(use the stock Load VAE node for other VAEs)"
         )
-        assert _refusal(load_any, folder).startswith("listed is not an mDiffAE-family checkpoint: ")
+        assert error_message(load_any, folder).startswith("listed is not an mDiffAE-family checkpoint: ")
 
 
 @pytest.mark.parametrize("form", ["single file", "folder", "snapshot"])
@@ -394,7 +394,7 @@ def test_a_weights_file_linked_into_a_folder_with_its_own_config_is_that_folders
     (alone / "model.safetensors").symlink_to(real / "model.safetensors")
     assert tokenizer_class_name(alone / "model.safetensors") == "AutoencoderSoftVQ"  # no config here: the link's
     plain = _touch(tmp_path / "plain", "model.safetensors")
-    assert _refusal(tokenizer_class_name, plain / "model.safetensors").startswith(
+    assert error_message(tokenizer_class_name, plain / "model.safetensors").startswith(
         "model.safetensors is not a tokenizer checkpoint: expected an LDMAE .pth file"
     )
 

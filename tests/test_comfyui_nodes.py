@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from fixtures import fake_comfy
+from fixtures.errors import error_message
 from fixtures.models import FAMILIES, make_tiny
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -334,40 +335,34 @@ def test_loader_vae_tells_comfyui_the_memory_of_an_encode_and_a_decode(comfy):
     assert vae.memory_used_encode((2, 3, 40, 72), torch.bfloat16) == 2 * 15 * 4992 * 2
 
 
-def _refusal(call, *args):
-    with pytest.raises(ValueError) as info:
-        call(*args)
-    return str(info.value)
-
-
 def test_node_refusals_say_what_to_use_instead(comfy):
     import comfy.sd as csd
 
     nodes = comfy.nodes
-    assert _refusal(nodes.require_mdiffae, csd.VAE(sd={})) == (
+    assert error_message(nodes.require_mdiffae, csd.VAE(sd={})) == (
         "this node needs a VAE from the MDiffAE Loader node, got VAE; use the stock VAE Decode/Encode nodes for "
         "other VAEs"
     )
-    assert _refusal(nodes.resolve_checkpoint, "loras/x.safetensors") == (
+    assert error_message(nodes.resolve_checkpoint, "loras/x.safetensors") == (
         "checkpoint 'loras/x.safetensors' is not a file in models/mdiffae or models/vae"
     )
     assert (
-        _refusal(nodes.resolve_checkpoint, "mdiffae/")
+        error_message(nodes.resolve_checkpoint, "mdiffae/")
         == "checkpoint 'mdiffae/' is not a file in models/mdiffae or models/vae"
     )
     vae = load_vae(comfy)
-    assert _refusal(nodes.MDiffAEDecode.execute, {"samples": torch.zeros(1, 4, 8, 8)}, vae, 1, 1.0, 0) == (
+    assert error_message(nodes.MDiffAEDecode.execute, {"samples": torch.zeros(1, 4, 8, 8)}, vae, 1, 1.0, 0) == (
         "latent has shape (1, 4, 8, 8); this VAE decodes [B, 64, h, w] latents (from MDiffAE Encode or MDiffAE "
         "Empty Latent with this VAE, or a model trained on its latents)"
     )
-    assert _refusal(nodes.MDiffAEEmptyLatent.execute, vae, 24, 32, 1) == (
+    assert error_message(nodes.MDiffAEEmptyLatent.execute, vae, 24, 32, 1) == (
         "width and height must be multiples of 16 for this VAE, got 24x32"
     )
-    assert _refusal(nodes.MDiffAEEncode.execute, torch.rand(1, 50, 70, 3), vae) == (
+    assert error_message(nodes.MDiffAEEncode.execute, torch.rand(1, 50, 70, 3), vae) == (
         "image is 70x50; mDiffAE needs width and height that are multiples of 16: scale or crop it (e.g. ImageScale "
         "to 64x48), or use the stock VAE Encode node, which crops"
     )
-    assert "(e.g. ImageScale to 16x16)" in _refusal(nodes.MDiffAEEncode.execute, torch.rand(1, 8, 10, 3), vae)
+    assert "(e.g. ImageScale to 16x16)" in error_message(nodes.MDiffAEEncode.execute, torch.rand(1, 8, 10, 3), vae)
 
 
 def test_layout_conversions_round_trip():

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from fixtures.errors import error_message
 
 from diffusers_mdiffae.models.hub import strict_from_pretrained
 
@@ -116,9 +117,7 @@ def _refusal(config) -> str:
     from diffusers_mdiffae import AutoencoderMDiffAE
     from diffusers_mdiffae.models.hub import validate_config
 
-    with pytest.raises(ValueError) as err:
-        validate_config(AutoencoderMDiffAE, config)
-    return str(err.value)
+    return error_message(validate_config, AutoencoderMDiffAE, config)
 
 
 def test_none_is_refused_for_a_key_whose_default_is_not_none():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from fixtures.errors import error_message
 from fixtures.models import make_tiny
 from safetensors.torch import save_file
 
@@ -35,9 +36,8 @@ def fcdm():
 
 
 def refusal(shapes, source="m.safetensors") -> str:
-    with pytest.raises(CheckpointError) as err:
-        infer_config(shapes, source) if source is not None else infer_config(shapes)
-    return str(err.value)
+    args = (shapes,) if source is None else (shapes, source)
+    return error_message(infer_config, *args, error=CheckpointError)
 
 
 def without(shapes, *parts) -> dict:

@@ -8,11 +8,13 @@ The ``models.hub`` half (building the model strictly) uses the tiny parity fixtu
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
 import pytest
 import torch
+from fixtures.errors import error_message
 from safetensors import safe_open
 from safetensors.torch import save_file
 
@@ -42,10 +44,7 @@ def _grid(g: int):
     return (t % g).float(), torch.div(t, g, rounding_mode="floor").float()
 
 
-def _refusal(fn, *args, error=CheckpointError) -> str:
-    with pytest.raises(error) as err:
-        fn(*args)
-    return str(err.value)
+_refusal = functools.partial(error_message, error=CheckpointError)
 
 
 @pytest.fixture(scope="module")

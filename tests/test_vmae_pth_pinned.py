@@ -8,9 +8,11 @@ The tensors are the VMAE parity fixture's (``test_vmae.FIXTURE``); the files are
 from __future__ import annotations
 
 import argparse
+import functools
 
 import pytest
 import torch
+from fixtures.errors import error_message
 from safetensors.torch import load_file
 from test_vmae import FIXTURE, HEADS
 
@@ -23,10 +25,7 @@ def state():
     return {k: v for k, v in load_file(str(FIXTURE)).items() if not k.startswith("case.")}
 
 
-def refusal(fn, *args) -> str:
-    with pytest.raises(CheckpointError) as err:
-        fn(*args)
-    return str(err.value)
+refusal = functools.partial(error_message, error=CheckpointError)
 
 
 @pytest.mark.parametrize(
