@@ -111,9 +111,14 @@ def pil_to_tensor(image) -> torch.Tensor:
     return torch.from_numpy(arr).permute(2, 0, 1)[None] / 127.5 - 1.0
 
 
+def _levels_8bit(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in [-1, 1] as the 0..255 levels of an 8-bit image (clamped, rounded; still float)."""
+    return ((x.float().clamp(-1, 1) + 1) * 127.5).round()
+
+
 def quantize_8bit(x: torch.Tensor) -> torch.Tensor:
     """``x`` in [-1, 1] rounded to the 256 levels an 8-bit image file keeps (clamped), still in [-1, 1]."""
-    return ((x.float().clamp(-1, 1) + 1) * 127.5).round() / 127.5 - 1
+    return _levels_8bit(x) / 127.5 - 1
 
 
 def tensor_to_pil(x: torch.Tensor):
@@ -124,7 +129,7 @@ def tensor_to_pil(x: torch.Tensor):
         if x.shape[0] != 1:
             raise ValueError(f"expected a single image, got a batch of {x.shape[0]}")
         x = x[0]
-    arr = ((x.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    arr = _levels_8bit(x.detach().cpu()).to(torch.uint8)
     return Image.fromarray(arr.permute(1, 2, 0).numpy(), "RGB")
 
 
