@@ -410,3 +410,13 @@ def test_a_tokenizer_loads_in_the_dtype_asked_for_from_a_folder_or_its_weights_f
         loaded = load_tokenizer(path, torch_dtype=dtype)
         assert type(loaded).__name__ == "AutoencoderMAETok"
         assert {p.dtype for p in loaded.parameters()} == {dtype or torch.float32}
+
+
+def test_a_single_file_checkpoint_is_described_by_its_class_name(tmp_path):
+    from diffusers_mdiffae.comfy_bridge import describe_checkpoint
+    from diffusers_mdiffae.conversion.single_file import save_single_file
+
+    save_single_file(make_tiny(), tmp_path / "m.safetensors")
+    save_single_file(make_tiny(), tmp_path / "bare.safetensors", with_config=False)  # config read from the shapes
+    assert describe_checkpoint(tmp_path / "m.safetensors") == "AutoencoderMDiffAE"
+    assert describe_checkpoint(tmp_path / "bare.safetensors") == "AutoencoderMDiffAE"

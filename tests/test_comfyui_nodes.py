@@ -202,6 +202,9 @@ def test_encode_node_refuses_sizes_off_the_grid_with_a_clear_message(comfy):
         comfy.nodes.MDiffAEEncode.execute(torch.rand(1, 50, 70, 3), vae)
     latent = comfy.nodes.MDiffAEEncode.execute(torch.rand(1, 48, 64, 4), vae).args[0]  # alpha dropped
     assert latent["samples"].shape == (1, 64, 3, 4)
+    for height, width in [(50, 64), (48, 70)]:  # one side off the grid is enough to refuse
+        with pytest.raises(ValueError, match=f"image is {width}x{height}; mDiffAE needs"):
+            comfy.nodes.MDiffAEEncode.execute(torch.rand(1, height, width, 3), vae)
 
 
 def test_nodes_refuse_foreign_vaes_and_latents(comfy):
@@ -222,6 +225,15 @@ def test_latent_preview_and_empty_latent(comfy):
     assert empty.shape == (3, 64, 4, 6) and not empty.any()
     with pytest.raises(ValueError, match="needs a VAE from the MDiffAE Loader"):
         comfy.nodes.MDiffAEEmptyLatent.execute(object(), 96, 64, 3)
+
+
+def test_empty_latent_is_made_on_comfyuis_intermediate_device(comfy, monkeypatch):
+    import comfy.model_management as mm
+
+    vae = load_vae(comfy)
+    monkeypatch.setattr(mm, "intermediate_device", lambda: torch.device("meta"))  # where ComfyUI wants it
+    empty = comfy.nodes.MDiffAEEmptyLatent.execute(vae, 32, 16, 1).args[0]["samples"]
+    assert empty.device == torch.device("meta") and empty.shape == (1, 64, 1, 2)
 
 
 @pytest.mark.parametrize(
@@ -372,6 +384,8 @@ def test_layout_conversions_round_trip():
     x = image_to_model(image)
     assert x.shape == (2, 3, 16, 32) and x.min() >= -1 and x.max() <= 1
     assert torch.allclose(model_to_image(x), image, atol=1e-6)
+    rgba = torch.cat([image, torch.rand(2, 16, 32, 1)], dim=-1)
+    assert torch.equal(image_to_model(rgba), x)  # alpha dropped
     with pytest.raises(ValueError, match=r"\[B, H, W, C\]"):
         image_to_model(torch.rand(16, 32, 3))
 

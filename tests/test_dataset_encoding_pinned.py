@@ -426,6 +426,10 @@ def test_config_accepts_every_positive_multiple_of_16_from_16(resolution):
     EncodeConfig(resolution=resolution).validate()
 
 
+def test_config_accepts_shards_and_batches_of_one_image():
+    EncodeConfig(shard_size=1, batch_size=1).validate()
+
+
 @pytest.mark.parametrize(
     "kw, message",
     [
@@ -446,3 +450,184 @@ def test_config_refuses_each_bad_setting_with_its_sentence(kw, message):
     with pytest.raises(ValueError) as e:
         EncodeConfig(**kw).validate()
     assert str(e.value) == message
+
+
+# -- encode_dataset: what it hands to torch, accelerate, the source and the model ------------------
+
+
+class _Stop(Exception):
+    pass
+
+
+class _OneProcessAccelerator:
+    """Records how ``accelerate.Accelerator`` was built; one process, main unless told otherwise."""
+
+    built = []
+    is_main_process = True
+    num_processes, process_index = 1, 0
+    device = torch.device("cpu")
+
+    def __init__(self, **kwargs):
+        self.built.append(kwargs)
+
+    def wait_for_everyone(self):
+        pass
+
+
+@pytest.fixture
+def stop_before_encoding(monkeypatch):
+    """encode_dataset up to the shard loop: the loop is replaced by one that records its log and stops."""
+    import accelerate
+
+    _OneProcessAccelerator.built = []
+    monkeypatch.setattr(accelerate, "Accelerator", _OneProcessAccelerator)
+    handed = {}
+
+    def encode_shards(model, src, todo, cfg, out, log, accelerator):
+        handed.update(model=model, log=log, todo=list(todo))
+        raise _Stop
+
+    monkeypatch.setattr(encode, "_encode_shards", encode_shards)
+    return handed
+
+
+def _images(folder, n=2):
+    folder.mkdir()
+    for i in range(n):
+        Image.new("RGB", (16, 16), (30 * i, 60, 90)).save(folder / f"p{i}.png")
+    return folder
+
+
+@pytest.mark.parametrize("cuda", [False, True])
+def test_the_accelerator_is_cpu_exactly_when_cuda_is_absent(tmp_path, monkeypatch, stop_before_encoding, cuda):
+    from fixtures.models import make_tiny
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    with pytest.raises(_Stop):
+        encode.encode_dataset(_images(tmp_path / "in"), tmp_path / "out", model=make_tiny(), log=lambda _: None)
+    assert _OneProcessAccelerator.built == [{"cpu": not cuda}]
+
+
+def test_the_model_is_put_in_eval_mode_on_the_accelerators_device(tmp_path, monkeypatch, stop_before_encoding):
+    from fixtures.models import make_tiny
+
+    model = make_tiny().train()
+    moved = []
+    monkeypatch.setattr(model, "to", lambda *a, **kw: moved.append((a, kw)) or model)
+    with pytest.raises(_Stop):
+        encode.encode_dataset(_images(tmp_path / "in"), tmp_path / "out", model=model, log=lambda _: None)
+    assert moved == [((torch.device("cpu"),), {})]
+    assert stop_before_encoding["model"] is model and not model.training
+
+
+@pytest.mark.parametrize("threads", [None, 3])
+def test_num_threads_sets_torchs_thread_count_only_when_given(tmp_path, monkeypatch, stop_before_encoding, threads):
+    from fixtures.models import make_tiny
+
+    model = make_tiny()  # built before torch.set_num_threads is recorded
+    calls = []
+    monkeypatch.setattr(torch, "set_num_threads", calls.append)
+    with pytest.raises(_Stop):
+        encode.encode_dataset(
+            _images(tmp_path / "in"), tmp_path / "out", model=model, num_threads=threads, log=lambda _: None
+        )
+    assert calls == ([] if threads is None else [threads])
+
+
+def test_the_configured_column_is_the_one_opened(tmp_path, monkeypatch, stop_before_encoding):
+    opened = []
+
+    def open_source(source, column="image"):
+        opened.append((source, column))
+        raise _Stop
+
+    monkeypatch.setattr(encode, "open_source", open_source)
+    ds = _ImageColumnDataset()
+    with pytest.raises(_Stop):
+        encode.encode_dataset(ds, tmp_path / "out", config=EncodeConfig(column="label"), log=lambda _: None)
+    assert opened == [(ds, "label")]
+
+
+@pytest.mark.parametrize("main", [True, False])
+def test_only_the_main_process_logs(tmp_path, monkeypatch, stop_before_encoding, main):
+    from fixtures.models import make_tiny
+
+    monkeypatch.setattr(_OneProcessAccelerator, "is_main_process", main)
+    messages = []
+    with pytest.raises(_Stop):
+        encode.encode_dataset(_images(tmp_path / "in"), tmp_path / "out", model=make_tiny(), log=messages.append)
+    stop_before_encoding["log"]("from the shard loop")
+    if main:
+        assert messages == [
+            "2 images in 1 shards; 1 process(es); main process: 0 of its 1 shards already done",
+            "from the shard loop",
+        ]
+    else:
+        assert messages == []
+
+
+def test_the_progress_bar_shows_images_per_second_over_the_elapsed_time(tmp_path, monkeypatch):
+    """Under a second too: 8 images in 0.25 s on 2 processes is 64 img/s."""
+    import tqdm.auto
+
+    postfixes = []
+
+    class Bar:
+        def __init__(self, **kwargs):
+            self.kwargs = kwargs
+
+        def update(self, n):
+            pass
+
+        def set_postfix(self, **kwargs):
+            postfixes.append(kwargs)
+
+        def close(self):
+            pass
+
+    clock = iter([10.0, 10.25])
+    monkeypatch.setattr(tqdm.auto, "tqdm", Bar)
+    monkeypatch.setattr(encode.time, "perf_counter", lambda: next(clock))
+    monkeypatch.setattr(encode, "_encode_shard", lambda model, src, k, cfg, out, log: 8)
+    accelerator = types.SimpleNamespace(is_main_process=True, num_processes=2)
+    encode._encode_shards(None, [0] * 8, [0], EncodeConfig(shard_size=8), tmp_path, None, accelerator)
+    assert postfixes == [{"img_s": "64.0"}]
+
+
+def test_a_run_from_a_model_folder_records_its_file_hash_and_logs_its_progress(tmp_path):
+    """Three images in shards of two; the restart finds both shards done and removes its stale temporary."""
+    from fixtures.models import make_tiny
+
+    folder = tmp_path / "model"
+    make_tiny().save_pretrained(folder)
+    src, out = _images(tmp_path / "in", n=3), tmp_path / "out"
+    cfg = EncodeConfig(resolution=16, shard_size=2, batch_size=2, dtype="float32")
+    messages = []
+    encode.encode_dataset(src, out, model=str(folder), config=cfg, log=messages.append)
+    run = json.loads((out / "run.json").read_text())
+    assert {k: run[k] for k in ("model_sha256", "model_path")} == encode.model_fingerprint(None, folder)
+    manifest_path = out / "manifest.json"
+    assert messages == [
+        "3 images in 2 shards; 1 process(es); main process: 0 of its 2 shards already done",
+        f"wrote 3 sample(s), skipped 0 image(s) ({manifest_path})",
+    ]
+    stale = out / "shards" / ".shard-000001.tmp-12345"
+    stale.write_bytes(b"left by a killed run")
+    messages.clear()
+    encode.encode_dataset(src, out, model=str(folder), config=cfg, log=messages.append)
+    assert messages[0] == "3 images in 2 shards; 1 process(es); main process: 2 of its 2 shards already done"
+    assert not stale.exists()
+
+
+def test_shards_missing_after_the_run_are_named_up_to_ten(tmp_path, monkeypatch):
+    from fixtures.models import make_tiny
+
+    monkeypatch.setattr(encode, "_encode_shards", lambda *args: None)  # a run that wrote nothing
+    cfg = EncodeConfig(resolution=16, shard_size=1, batch_size=1, dtype="float32")
+    with pytest.raises(RuntimeError) as e:
+        encode.encode_dataset(
+            _images(tmp_path / "in", n=12), tmp_path / "out", model=make_tiny(), config=cfg, log=lambda _: None
+        )
+    assert str(e.value) == (
+        "shards [0, 1, 2, 3, 4, 5, 6, 7, 8, 9] are missing after the run; run the same command again"
+    )

@@ -393,7 +393,9 @@ def _gradient_by_hand(error):
     return torch.tensor(out)
 
 
-@pytest.mark.parametrize("shape", [(2, 3, 8, 12), (1, 2, 9, 7), (3, 1, 4, 16), (1, 1, 1, 5)])
+@pytest.mark.parametrize(
+    "shape", [(2, 3, 8, 12), (1, 2, 9, 7), (3, 1, 4, 16), (1, 1, 1, 5), (1, 1, 2, 3), (2, 1, 3, 2)]
+)
 def test_gradient_penalty_equals_its_definition_on_uneven_sizes(shape):
     from diffusers_mdiffae.training.objective import gradient_penalty
 
