@@ -54,6 +54,9 @@ def test_loading_a_pth_refuses_arguments_it_cannot_honour(tiny, tmp_path):
     with pytest.raises(TypeError) as err:
         AutoencoderVMAE.from_pretrained(path, variant="fp16", low_cpu_mem_usage=False)
     assert str(err.value) == "unsupported argument(s) for loading a .pth checkpoint: ['low_cpu_mem_usage', 'variant']"
+    with pytest.raises(TypeError) as err:  # only the constructor's own parameters pass, not its `self`
+        AutoencoderVMAE.from_pretrained(path, self=None)
+    assert str(err.value) == "unsupported argument(s) for loading a .pth checkpoint: ['self']"
     cast = AutoencoderVMAE.from_pretrained(path, torch_dtype=torch.float64, subfolder=None)
     assert {p.dtype for p in cast.parameters()} == {torch.float64}
 

@@ -210,6 +210,7 @@ def test_an_image_of_another_layout_or_size_is_refused_with_the_size_to_use():
         "resize or crop to 32x32 first, e.g. with ImageScale"
     )
     assert error_message(module.check_image, torch.zeros(5)).startswith("image is (5,); ")
+    assert error_message(module.check_image, torch.zeros(96, 128)).startswith("image is 128x96; ")  # width x height
 
 
 def test_a_latent_of_another_model_is_refused_with_the_layout_it_needs():

@@ -143,3 +143,28 @@ def test_a_restart_removes_the_dead_writers_temporaries_of_checkpoints_previews_
     left = sorted(p.name for p in out.iterdir())
     assert left == sorted(["checkpoints", "previews", "final", kept[0].name, kept[1].name])
     assert remove_killed_run_leftovers(out) == [] and remove_killed_run_leftovers(tmp_path / "none") == []
+
+
+def test_a_failed_write_is_an_oserror_naming_the_checkpoint_and_leaves_no_folder(tmp_path, monkeypatch):
+    from diffusers_mdiffae.training import state
+
+    def full_disk(*args, **kwargs):
+        raise RuntimeError("No space left on device (os error 28)")  # safetensors' own error type
+
+    monkeypatch.setattr(state, "save_file", full_disk)
+    folder = tmp_path / "step_0000003"
+    with pytest.raises(OSError) as e:
+        save_checkpoint(folder, *_trained(), {"step": 3})
+    assert (e.value.errno, e.value.filename) == (28, str(folder))
+    assert os.listdir(tmp_path) == []
+
+
+def test_the_pause_hook_sleeps_for_the_seconds_it_is_given(tmp_path, monkeypatch):
+    """Only the kill tests set it (in a child process); here the sleep is recorded instead."""
+    from diffusers_mdiffae.training import state
+
+    slept = []
+    monkeypatch.setenv(state._PAUSE_ENV, "0.25")
+    monkeypatch.setattr(state.time, "sleep", slept.append)
+    save_checkpoint(tmp_path / "step_0000003", *_trained(), {"step": 3})
+    assert slept == [0.25]
