@@ -639,6 +639,17 @@ def test_reconstruct_hands_the_model_and_dtype_options_to_the_loader(tmp_path, c
     assert recorded_codec == [("org/m", "bfloat16"), (None, "float32")]
 
 
+@pytest.mark.parametrize("ext, name", [(None, "a.png"), ("webp", "a.webp"), (".JPG", "a.jpg")])
+def test_reconstruct_one_file_into_a_folder_names_it_after_the_input_with_the_extension(
+    tmp_path, capsys, codec, ext, name
+):
+    src = _white(tmp_path / "in" / "a.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    assert cli(capsys, "reconstruct", src, out, *(["--ext", ext] if ext else []))[0] == 0
+    assert [p.name for p in out.iterdir()] == [name]
+
+
 def test_reconstruct_one_file_reports_size_latent_psnr_and_elapsed_time(tmp_path, capsys, recorded_codec, monkeypatch):
     clock = iter([100.0, 101.25])
     monkeypatch.setattr(cli_module, "time", types.SimpleNamespace(perf_counter=lambda: next(clock)))

@@ -421,3 +421,17 @@ def test_a_single_file_checkpoint_is_described_by_its_class_name(tmp_path):
     save_single_file(make_tiny(), tmp_path / "bare.safetensors", with_config=False)  # config read from the shapes
     assert describe_checkpoint(tmp_path / "m.safetensors") == "AutoencoderMDiffAE"
     assert describe_checkpoint(tmp_path / "bare.safetensors") == "AutoencoderMDiffAE"
+
+
+def test_each_vmae_training_checkpoint_of_a_shared_folder_loads_from_its_own_file(tmp_path):
+    """ComfyUI's tokenizers folder holds several; the suffix may be .pth or .pt in any case."""
+    from fixtures.models import make_tiny_tokenizer, write_vmae_pth
+
+    from diffusers_mdiffae.comfy_bridge import load_tokenizer
+
+    for seed, name in enumerate(["a.pth", "b.pt", "C.PTH"]):
+        tiny = make_tiny_tokenizer("vmae", seed=seed)
+        write_vmae_pth(tiny, tmp_path / name)
+        loaded = load_tokenizer(tmp_path / name)
+        assert type(loaded).__name__ == "AutoencoderVMAE"
+        assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), tiny.state_dict().values()))

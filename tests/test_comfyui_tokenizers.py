@@ -127,6 +127,11 @@ def test_tokenizer_loader_validation_names_each_bad_choice(comfy):
     # a linked checkpoint or kind arrives as None: nothing to check yet
     assert validate(checkpoint=None, kind="auto", dtype="auto") is True
     assert validate(checkpoint=good["checkpoint"], kind=None, dtype=None) is True
+    # execute refuses each of them too, with the same sentence, before loading anything
+    for bad in ({"checkpoint": "missing.pth"}, {"kind": "vq"}, {"dtype": "fp8"}):
+        with pytest.raises(ValueError) as e:
+            comfy.nodes.MDiffAETokenizerLoader.execute(**{**good, **bad})
+        assert str(e.value) == validate(**{**good, **bad})
 
 
 @pytest.mark.parametrize("kind", ["maetok", "vmae"])

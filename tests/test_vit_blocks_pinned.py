@@ -68,6 +68,19 @@ def test_grid_coordinates_are_column_then_row_in_row_major_order():
     assert t_x.dtype == t_y.dtype == torch.float32 and t_x.shape == t_y.shape == (6,)
 
 
+def test_rotations_are_made_on_the_frequencies_device(monkeypatch):
+    """Meta stands in for an accelerator: coordinates made on the CPU would not meet the frequencies."""
+    t_x, t_y = grid_coordinates(2, 3, device="meta")
+    assert t_x.device.type == t_y.device.type == "meta"
+    # torch lets a CPU tensor meet a meta one, so the hand-off itself is what is checked
+    import diffusers_mdiffae.models.vit_blocks as vit_blocks
+
+    asked = []
+    monkeypatch.setattr(vit_blocks, "grid_coordinates", lambda *a, **kw: asked.append(kw) or grid_coordinates(*a))
+    rope = MixedRoPE2D(dim=16, num_heads=2, depth=2).to("meta")
+    assert rope(2, 3).device.type == "meta" and asked == [{"device": torch.device("meta")}]
+
+
 def test_each_tokens_rotation_angle_is_column_times_fx_plus_row_times_fy():
     rope = MixedRoPE2D(dim=16, num_heads=2, depth=2)
     g = torch.Generator().manual_seed(3)
