@@ -6,7 +6,7 @@ The parameter names and shapes are what ``save_pretrained`` writes and a saved f
 
 import torch
 
-from diffusers_mdiffae.models.latent_token_vit import LatentTokenDecoder, LatentTokenEncoder
+from diffusers_mdiffae.models.latent_token_vit import LatentTokenDecoder, LatentTokenEncoder, SoftVectorQuantizer
 
 # image 32, patch 8: a 4 x 4 grid, N = 16 image tokens; L = 5 latent tokens; width 16, 2 heads
 SIZES = {"image_size": 32, "patch_size": 8, "dim": 16, "depth": 2, "num_heads": 2, "num_latent_tokens": 5}
@@ -58,3 +58,17 @@ def test_encoder_and_decoder_run_on_a_batch():
         z = encoder(torch.rand(3, 3, 32, 32))
         assert z.shape == (3, 5, 16)
         assert decoder(z).shape == (3, 3, 32, 32)
+
+
+def test_a_soft_quantizer_built_with_its_defaults_is_softvqs_one_cosine_codebook_at_temperature_0_07():
+    q = SoftVectorQuantizer(8, 4)
+    assert (q.num_codebooks, q.tau, q.l2_norm) == (1, 0.07, True)
+    assert q.embedding.shape == (1, 8, 4)
+
+
+def test_codebook_entries_start_uniform_in_plus_minus_one_over_the_codebook_size():
+    torch.manual_seed(0)
+    e = SoftVectorQuantizer(8, 16, num_codebooks=2).embedding.detach()
+    assert e.shape == (2, 8, 16)
+    # 256 draws: both ends of the interval are approached, neither is passed
+    assert -1 / 8 <= e.min() < -0.9 / 8 and 0.9 / 8 < e.max() <= 1 / 8

@@ -121,3 +121,15 @@ def test_both_torch_files_are_read_weights_only_whatever_the_torch_default(state
     vmae_pth.load_latent_stats(tmp_path / "latents_stats.pt")
     assert [c.get("weights_only") for c in calls] == [True, True]
     assert [c.get("map_location") for c in calls] == ["cpu", "cpu"]
+
+
+def test_loading_a_mismatching_pth_names_the_file_and_its_entry(tmp_path):
+    from fixtures.models import make_tiny_tokenizer
+
+    from diffusers_mdiffae.conversion.vmae_pth import load_vmae_pth
+
+    pth = tmp_path / "extra.pth"
+    torch.save({"model": {**make_tiny_tokenizer("vmae").state_dict(), "extra.weight": torch.zeros(2)}}, pth)
+    message = error_message(load_vmae_pth, pth, error=CheckpointError, num_heads=12, decoder_num_heads=12)
+    assert message.startswith(f"{pth} (entry 'model') does not match AutoencoderVMAE({{")
+    assert "extra.weight" in message
