@@ -344,6 +344,19 @@ def test_a_config_that_is_not_a_json_object_describes_an_unknown_model(tmp_path)
         assert error_message(load_any, folder).startswith("listed is not an mDiffAE-family checkpoint: ")
 
 
+def test_a_tokenizer_config_that_is_not_a_json_object_names_no_class_so_the_weights_must_decide(tmp_path):
+    from diffusers_mdiffae.comfy_bridge import tokenizer_class_name
+
+    folder = tmp_path / "listed"
+    folder.mkdir()
+    # a string naming a class is not a config naming one: only an object's _class_name counts
+    for text in ("[1, 2]", '"AutoencoderMAETok"', "null"):
+        (folder / "config.json").write_text(text)
+        assert error_message(tokenizer_class_name, folder) == (
+            "listed: expected one .safetensors file next to config.json, found 0"
+        )
+
+
 @pytest.mark.parametrize("form", ["single file", "folder", "snapshot"])
 def test_every_checkpoint_form_loads_in_the_dtype_asked_for(tmp_path, form):
 

@@ -292,3 +292,100 @@ def test_each_step_draws_its_batch_and_its_loss_noise_from_the_generator_of_seed
         g = step_generator(7, step, 0)
         assert torch.equal(images, data.batch(2, g))
         assert torch.equal(state, g.get_state())  # the loss draws next from the same generator
+
+
+def test_the_last_step_gets_a_preview_off_the_schedule_and_its_checkpoint_holds_the_whole_run_config(
+    tmp_path, monkeypatch
+):
+    from dataclasses import asdict
+
+    handed = []
+    real = training_loop.save_checkpoint
+
+    def recording(folder, model, ema, optimizer, trainer_state):
+        handed.append(type(optimizer))
+        return real(folder, model, ema, optimizer, trainer_state)
+
+    monkeypatch.setattr(training_loop, "save_checkpoint", recording)
+    cfg = config(tmp_path, steps=3, preview_every=2, checkpoint_every=2)
+    history = train(cfg, log=lambda _: None)
+    out = tmp_path / "run"
+    # step 2 is on the schedule, step 3 is the last one; step 1 is neither
+    assert sorted(p.name for p in (out / "previews").iterdir()) == ["step_0000002.png", "step_0000003.png"]
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_0000002", "step_0000003"]
+    state = json.loads((out / "checkpoints" / "step_0000003" / "trainer_state.json").read_text())
+    assert state == {"step": 3, "history": history, "config": asdict(cfg)}
+    # accelerate's wrapper is not a torch optimizer: the checkpoint gets the AdamW inside it
+    assert handed == [torch.optim.AdamW, torch.optim.AdamW]
+
+
+class _Accelerator:
+    """What the loop's per-step helpers use of accelerate.Accelerator, on a chosen process and device."""
+
+    is_main_process = True
+
+    def __init__(self, process_index=0, device="cpu"):
+        self.process_index = process_index
+        self.device = torch.device(device)
+
+    def autocast(self):
+        import contextlib
+
+        return contextlib.nullcontext()
+
+    def backward(self, loss):
+        loss.backward()
+
+    def clip_grad_norm_(self, parameters, max_norm):
+        torch.nn.utils.clip_grad_norm_(parameters, max_norm)
+
+    def unwrap_model(self, module):
+        return module
+
+    def wait_for_everyone(self):
+        pass
+
+
+def test_a_step_draws_its_batch_for_its_own_process_moves_it_to_the_device_and_frees_the_gradients():
+    from diffusers_mdiffae.training import step_generator
+    from diffusers_mdiffae.training.state import EMA
+
+    seen = {}
+
+    class Data:
+        def batch(self, n, generator):
+            seen["batch"] = (n, generator.get_state())
+            return torch.zeros(n, 3, 16, 16)
+
+    class Module(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.vae = torch.nn.Linear(2, 2)
+
+        def forward(self, images, generator):
+            seen["device"] = images.device
+            return self.vae.weight.sum(), {"mse": 0.0}
+
+    module = Module()
+    optimizer = torch.optim.SGD(module.parameters(), lr=0.1)
+    cfg = TrainConfig(data="d", output_dir="o", seed=7, batch_size=2)
+    accelerator = _Accelerator(process_index=3, device="meta")  # meta: a device the batch is not made on
+    training_loop._optimize_step(module, optimizer, accelerator, EMA(module.vae), Data(), 5, cfg)
+    n, state = seen["batch"]
+    assert n == 2 and torch.equal(state, step_generator(7, 5, 3).get_state())
+    assert not torch.equal(state, step_generator(7, 5, 0).get_state())  # the process index matters
+    assert seen["device"] == torch.device("meta")
+    # set to None, not zeroed: no gradient memory is held between steps
+    assert [p.grad for p in module.parameters()] == [None, None]
+
+
+def test_a_checkpoint_gets_a_plain_optimizer_as_it_is_and_the_one_inside_a_wrapper(tmp_path, monkeypatch):
+    handed = []
+    monkeypatch.setattr(training_loop, "save_checkpoint", lambda folder, model, ema, opt, state: handed.append(opt))
+    plain = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    wrapper = types.SimpleNamespace(optimizer=plain)  # accelerate's AcceleratedOptimizer keeps it there
+    module = types.SimpleNamespace(vae="the model")
+    cfg = TrainConfig(data="d", output_dir="o", steps=4, checkpoint_every=1, preview_every=0)
+    for optimizer in (plain, wrapper):
+        training_loop._after_step(1, cfg, _Accelerator(), module, optimizer, None, [], None, tmp_path, print)
+    assert len(handed) == 2 and all(opt is plain for opt in handed)
