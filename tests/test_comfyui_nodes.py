@@ -180,6 +180,16 @@ def test_decode_node_options_progress_and_per_sample_seeding(comfy):
     assert not torch.equal(other, images)
 
 
+def test_decode_node_seeds_past_2_63_wrap_around_to_the_torch_seed_range(comfy):
+    """The widget goes to 2**64 - 1 (ComfyUI's seed range); the decoder's seeds stop below 2**63."""
+    vae = load_vae(comfy)
+    z = vae.encode(torch.rand(1, 32, 32, 3))
+    decode = comfy.nodes.MDiffAEDecode.execute
+    wrapped = decode({"samples": z}, vae, 2, 1.0, 2**63 + 7).args[0]
+    assert torch.equal(wrapped, decode({"samples": z}, vae, 2, 1.0, 7).args[0])
+    assert not torch.equal(wrapped, decode({"samples": z}, vae, 2, 1.0, 8).args[0])
+
+
 def test_decode_node_is_interrupted_within_one_step(comfy):
     vae = load_vae(comfy)
     z = vae.encode(torch.rand(1, 32, 32, 3))

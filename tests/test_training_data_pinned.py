@@ -234,3 +234,27 @@ def test_a_folder_without_usable_images_says_how_many_were_skipped(tmp_path):
         with pytest.raises(ValueError) as e:
             ImageFolderCrops(tmp_path / "empty", crop=16, color_jitter=bad)
         assert str(e.value) == f"color_jitter must be in [0, 1), got {bad}"
+
+
+def test_a_step_generator_is_seeded_from_seed_step_process_and_stream_in_that_nesting():
+    from diffusers_mdiffae.training.data import step_generator
+
+    for seed, step, process, stream in [(0, 0, 0, 0), (3, 17, 2, 5), (12345, 999, 7, 1)]:
+        want = ((seed * 1_000_003 + step) * 1_009 + process) * 7 + stream
+        assert step_generator(seed, step, process, stream).initial_seed() == want
+    assert step_generator(3, 17).initial_seed() == (3 * 1_000_003 + 17) * 1_009 * 7  # process 0, stream 0
+
+
+def test_a_batch_draws_its_images_uniformly_from_the_whole_folder(tmp_path):
+    import torch
+
+    from diffusers_mdiffae.training.data import ImageFolderCrops
+
+    for i, value in enumerate((0, 128, 255)):
+        Image.new("RGB", (16, 16), (value,) * 3).save(tmp_path / f"{i}.png")
+    data = ImageFolderCrops(tmp_path, crop=16, log=lambda _: None)
+    batch = data.batch(12, torch.Generator().manual_seed(0))
+    # each crop is one flat image: its first pixel says which; the draws are randint(0, 3) with that generator
+    drawn = [round((float(x[0, 0, 0]) + 1) * 127.5) for x in batch]
+    want = torch.randint(0, 3, (12,), generator=torch.Generator().manual_seed(0)).tolist()
+    assert drawn == [(0, 128, 255)[i] for i in want] and 0 in drawn
