@@ -350,6 +350,33 @@ def test_umd_step_feeds_the_clean_image_with_blanked_patches_at_t_zero():
     assert torch.allclose(loss, expected, rtol=1e-6, atol=0)
 
 
+def test_umd_draws_follow_the_published_ones_from_the_same_generator_on_a_wide_image():
+    """Which samples are clean, then the patch mask over the whole (not square) image, both from ``generator``."""
+    from diffusers_mdiffae.training.objective import patch_keep_mask  # pinned on its own above
+
+    p, b = 16, 6
+    images = torch.rand(b, 3, 32, 48, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    model = _Recorder(torch.zeros(b, 4, 2, 3))
+    model.config = type("C", (), {"patch_size": p})()
+    cfg = ObjectiveConfig(umd_ratio=0.5, umd_mask_ratio=0.5, token_mask_prob=0.0, latent_noise_prob=0.0)
+    diffusion_loss(model, images, torch.Generator().manual_seed(7), cfg)
+
+    g = torch.Generator().manual_seed(7)
+    t = torch.rand(b, generator=g)
+    noise = torch.randn(images.shape, generator=g)
+    torch.rand(b, generator=g), torch.rand(b, 3, generator=g), torch.rand(b, generator=g)  # the published draws
+    clean = torch.rand(b, generator=g) < 0.5
+    cells = patch_keep_mask(b, 2, 3, 0.5, g)  # 2 rows, 3 columns of patches
+    assert 0 < int(clean.sum()) < b  # both kinds of sample in the batch
+    visible = cells.repeat_interleave(p, dim=-2).repeat_interleave(p, dim=-1).float()
+    lam = VPDDIMScheduler().logsnr(t)
+    alpha, sigma = torch.sigmoid(lam).sqrt().view(-1, 1, 1, 1), torch.sigmoid(-lam).sqrt().view(-1, 1, 1, 1)
+    noisy = alpha * images + sigma * 0.558 * noise
+    want = torch.where(clean.view(-1, 1, 1, 1), images * visible, noisy)
+    assert torch.equal(model.seen["t"], torch.where(clean, torch.zeros(b), t))
+    torch.testing.assert_close(model.seen["x_t"], want, rtol=1e-5, atol=1e-6)
+
+
 def test_umd_ratio_picks_that_fraction_of_samples():
     images = torch.zeros(4000, 3, 16, 16)
     model = _Recorder(torch.zeros(4000, 1, 1, 1))
