@@ -243,6 +243,20 @@ def test_the_module_decodes_by_default_one_step_without_guidance_from_seed_zero(
     assert torch.equal(module.decode(z, pdg_strength=2.0), guided)
 
 
+def test_the_modules_own_defaults_fill_every_option_a_call_leaves_out():
+    """A loader-made module (non-default settings) decodes with them when ComfyUI passes nothing."""
+    vae = make_tiny()
+    module = ComfyMDiffAEModule(
+        vae, steps=3, pdg_strength=1.5, seed=11, sampler="dpmpp_2m", schedule="cosine", strength=0.6
+    )
+    z = torch.randn(1, 64, 2, 2, generator=torch.Generator().manual_seed(4))
+    want = vae.decode(
+        z, num_inference_steps=3, pdg_strength=1.5, seed=11, sampler="dpmpp_2m", schedule="cosine", strength=0.6
+    ).sample
+    assert torch.equal(module.decode(z), want)
+    assert not torch.equal(module.decode(z, sampler="ddim"), want)  # the sampler default is seen
+
+
 def test_images_are_cast_to_the_model_dtype_before_encoding():
     vae = make_tiny().to(torch.bfloat16)
     x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1

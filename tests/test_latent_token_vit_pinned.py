@@ -72,3 +72,10 @@ def test_codebook_entries_start_uniform_in_plus_minus_one_over_the_codebook_size
     assert e.shape == (2, 8, 16)
     # 256 draws: both ends of the interval are approached, neither is passed
     assert -1 / 8 <= e.min() < -0.9 / 8 and 0.9 / 8 < e.max() <= 1 / 8
+
+
+def test_without_l2_norm_the_codebooks_are_used_as_stored():
+    raw = SoftVectorQuantizer(8, 4, l2_norm=False)
+    assert torch.equal(raw.codebooks(), raw.embedding)
+    unit = SoftVectorQuantizer(8, 4)  # with it, every row has length 1
+    torch.testing.assert_close(unit.codebooks().norm(dim=-1), torch.ones(1, 8))
