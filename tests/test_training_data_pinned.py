@@ -258,3 +258,22 @@ def test_a_batch_draws_its_images_uniformly_from_the_whole_folder(tmp_path):
     drawn = [round((float(x[0, 0, 0]) + 1) * 127.5) for x in batch]
     want = torch.randint(0, 3, (12,), generator=torch.Generator().manual_seed(0)).tolist()
     assert drawn == [(0, 128, 255)[i] for i in want] and 0 in drawn
+
+
+def test_a_flip_draw_of_exactly_one_half_keeps_the_crop_unflipped(tmp_path):
+    import torch
+
+    from diffusers_mdiffae.training.data import ImageFolderCrops
+
+    # The flip takes the lower half of rand's float32 grid [0, 1), so it happens with probability
+    # exactly 1/2; a draw of 0.5 itself belongs to the upper half.
+    ramp = np.broadcast_to((np.arange(16, dtype=np.uint8) * 16)[None, :, None], (16, 16, 3))
+    Image.fromarray(np.ascontiguousarray(ramp)).save(tmp_path / "ramp.png")
+    data = ImageFolderCrops(tmp_path, crop=16, log=lambda _: None)  # the 16-pixel square is the whole image
+    # seed 479's draw 1395 is exactly 0.5: skip 1392 draws so the scale, top and left take the next three
+    assert float(torch.rand(1396, generator=torch.Generator().manual_seed(479))[1395]) == 0.5
+    g = torch.Generator().manual_seed(479)
+    torch.rand(1392, generator=g)
+    out = data.crop_one(0, g)
+    want = torch.from_numpy(np.ascontiguousarray(ramp)).permute(2, 0, 1).float() / 127.5 - 1.0
+    assert torch.equal(out, want)
