@@ -79,7 +79,10 @@ def test_schemas_are_prefixed_and_typed(comfy):
     assert list(inputs) == ["samples", "vae", "steps", "pdg_strength", "seed", "sampler", "schedule", "strength"]
     assert inputs["seed"].control_after_generate is True
     assert inputs["sampler"].options == ["ddim", "dpmpp_2m"] and inputs["schedule"].options == ["linear", "cosine"]
-    assert (inputs["strength"].min, inputs["strength"].max, inputs["strength"].default) == (0.01, 1.0, 1.0)
+    ranges = {
+        k: (inputs[k].min, inputs[k].max, inputs[k].step, inputs[k].default) for k in ("strength", "pdg_strength")
+    }
+    assert ranges == {"strength": (0.01, 1.0, 0.01, 1.0), "pdg_strength": (0.0, 5.0, 0.01, 1.0)}
     assert [o.io_type for o in decode.outputs] == ["IMAGE"]
     empty = schemas["MDiffAEEmptyLatent"]
     assert [(i.id, i.io_type) for i in empty.inputs][0] == ("vae", "VAE")  # channels come from the model
