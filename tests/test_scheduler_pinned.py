@@ -68,6 +68,26 @@ def test_the_final_time_is_not_a_step_and_strangers_are_named():
         s.step(torch.zeros(1, 3, 2, 2), 0.3, torch.zeros(1, 3, 2, 2))
 
 
+def test_a_float64_timestep_is_held_to_the_grid_after_rounding_to_float32():
+    # The grid is float32, so the 1e-6 tolerance is measured on the timestep's float32 reading.
+    # Below 0.25 float32 steps are 2^-26: 0.25 - 1.003e-6 reads as 0.25 - 67 steps (9.98e-7 away) and
+    # takes the last step; above it they are 2^-25: 0.25 + 0.999e-6 reads as 0.25 + 34 steps (1.013e-6).
+    accepted = torch.tensor(0.25 - 1.003e-6, dtype=torch.float64)
+    refused = torch.tensor(0.25 + 0.999e-6, dtype=torch.float64)
+    assert 0.25 - float(accepted.float()) < 1e-6 < float(refused.float()) - 0.25
+    x = torch.ones(1, 3, 2, 2)
+    s, ref = VPDDIMScheduler(), VPDDIMScheduler()
+    s.set_timesteps(4)
+    ref.set_timesteps(4)
+    assert torch.equal(
+        s.step(torch.zeros_like(x), accepted, x).prev_sample, ref.step(torch.zeros_like(x), 0.25, x).prev_sample
+    )
+    assert s.step_index == 4
+    s.set_timesteps(4)
+    with pytest.raises(ValueError, match="timestep 0.250001 is not one of"):
+        s.step(torch.zeros_like(x), refused, x)
+
+
 def test_shape_mismatch_sentences_name_the_argument():
     s = VPDDIMScheduler()
     s.set_timesteps(1)

@@ -151,6 +151,42 @@ def test_only_the_drawn_samples_are_token_masked():
         assert kept == (4 if want["masked"][i] else 16)  # one of four kept, or all
 
 
+# Seed 479's draws 1394 and 1395 are 0.0429 and exactly 0.5 (test_training_data_pinned uses the same
+# draw for the crop flip), so a two-sample batch can put a draw of exactly 1/2 on its second sample.
+_HALF_SEED, _HALF_AT = 479, 1395
+
+
+def _second_draw_exactly_one_half(position):
+    """A CPU generator whose draws ``position - 1`` and ``position`` (counted from now) are 0.0429 and 0.5."""
+    u = torch.rand(_HALF_AT + 1, generator=torch.Generator().manual_seed(_HALF_SEED))
+    assert float(u[_HALF_AT - 1]) < 0.5 and float(u[_HALF_AT]) == 0.5
+    g = torch.Generator().manual_seed(_HALF_SEED)
+    torch.rand(_HALF_AT - position, generator=g)
+    return g
+
+
+# draws for two 3x8x8 images: t 0-1, noise 2-385 (randn takes one draw per value), latent noise
+# 386-387, tau 388-393, token mask 394-395, UMD's clean pick 396-397
+_TWO_SMALL_IMAGES = torch.zeros(2, 3, 8, 8)
+
+
+def test_a_latent_noise_draw_equal_to_the_probability_leaves_the_latents_alone():
+    # noised with probability exactly p: the draws below p, and not the one equal to it
+    cfg = ObjectiveConfig(latent_noise_prob=0.5, token_mask_prob=0.0)
+    model = _Recorder(torch.ones(2, 4, 2, 2))
+    diffusion_loss(model, _TWO_SMALL_IMAGES, _second_draw_exactly_one_half(387), cfg)
+    z = model.seen["z"]
+    assert not torch.equal(z[0], torch.ones(4, 2, 2))
+    assert torch.equal(z[1], torch.ones(4, 2, 2))
+
+
+def test_a_token_mask_draw_equal_to_the_probability_keeps_every_token():
+    cfg = ObjectiveConfig(token_mask_prob=0.5, latent_noise_prob=0.0)
+    model = _Recorder(torch.ones(2, 4, 2, 2))
+    diffusion_loss(model, _TWO_SMALL_IMAGES, _second_draw_exactly_one_half(395), cfg)
+    assert model.seen["keep"].flatten(1).sum(dim=1).tolist() == [1, 4]  # one of four kept, then all
+
+
 def test_sid2_weight_is_the_sigmoid_of_logsnr_minus_the_bias():
     """The weight at the pure-noise end with the default bias is sigmoid(-10 + 8) = 0.119 (its docstring)."""
     cfg = ObjectiveConfig(token_mask_prob=0.0, latent_noise_prob=0.0)
@@ -385,6 +421,16 @@ def test_umd_ratio_picks_that_fraction_of_samples():
     diffusion_loss(model, images, torch.Generator().manual_seed(0), cfg)
     share = float((model.seen["t"] == 0).float().mean())
     assert abs(share - 0.3) < 0.03
+
+
+def test_a_umd_draw_equal_to_the_ratio_keeps_the_sample_noisy():
+    model = _Recorder(torch.zeros(2, 4, 1, 1))
+    model.config = type("C", (), {"patch_size": 8})()
+    cfg = ObjectiveConfig(umd_ratio=0.5, token_mask_prob=0.0, latent_noise_prob=0.0)
+    g = _second_draw_exactly_one_half(397)
+    t = torch.rand(2, generator=_second_draw_exactly_one_half(397))  # the generator's first draws, the times
+    diffusion_loss(model, _TWO_SMALL_IMAGES, g, cfg)
+    assert torch.equal(model.seen["t"], torch.stack([torch.tensor(0.0), t[1]]))
 
 
 @pytest.mark.parametrize(
