@@ -84,3 +84,18 @@ def test_vit_overrides_for_a_folder_of_ours_is_refused_naming_it(tmp_path):
 def test_a_fresh_tokenizer_is_neither_tiled_nor_sliced(cls):
     model = cls(**TINY)
     assert model.use_tiling is False and model.use_slicing is False
+
+
+def test_save_pretrained_refuses_pickle_and_passes_its_other_options_on(tmp_path):
+    from fixtures.models import make_tiny_tokenizer
+
+    maetok = make_tiny_tokenizer("maetok")
+    assert error_message(maetok.save_pretrained, tmp_path / "pickled", safe_serialization=False) == (
+        "only safetensors are written (pickle checkpoints are unsafe to load)"
+    )
+    assert not (tmp_path / "pickled").exists()
+    maetok.save_pretrained(tmp_path / "fp16", variant="fp16", safe_serialization=True)
+    assert sorted(p.name for p in (tmp_path / "fp16").iterdir()) == [
+        "config.json",
+        "diffusion_pytorch_model.fp16.safetensors",
+    ]

@@ -142,6 +142,16 @@ def test_resume_messages_for_no_checkpoint_corrupt_ones_and_none_restorable(tmp_
     assert str(e.value).startswith(f"{explicit}: cannot restore checkpoint (")
 
 
+def test_a_checkpoint_without_a_history_resumes_with_an_empty_one(tmp_path, monkeypatch):
+    """Older checkpoints hold only the step; the run then appends to a fresh history."""
+    out = tmp_path / "run"
+    folder = out / "checkpoints" / "step_0000005"
+    monkeypatch.setattr(training_loop, "load_checkpoint", lambda *args: {"step": 5})
+    monkeypatch.setattr(training_loop, "complete_checkpoints", lambda run: [folder])
+    for resume in ("latest", str(folder)):
+        assert training_loop._resume(config(tmp_path, resume=resume), out, None, None, None, print) == (5, [])
+
+
 # -- a whole run -----------------------------------------------------------------------------
 
 
