@@ -156,9 +156,14 @@ def test_a_checkpoint_without_a_history_resumes_with_an_empty_one(tmp_path, monk
 
 
 def _fake_clock(monkeypatch, tick):
-    """``time.perf_counter`` of the loop advancing by ``tick`` seconds per reading."""
+    """``time.perf_counter`` of the loop advancing by ``tick`` seconds per reading.
+
+    Its origin is far from zero, as the real one's is arbitrary: only differences of readings mean anything.
+    """
     readings = iter(range(10_000))
-    monkeypatch.setattr(training_loop, "time", types.SimpleNamespace(perf_counter=lambda: tick * next(readings)))
+    monkeypatch.setattr(
+        training_loop, "time", types.SimpleNamespace(perf_counter=lambda: 1000.0 + tick * next(readings))
+    )
 
 
 def _bar_texts(err):
@@ -188,6 +193,9 @@ def test_a_run_logs_its_steps_shows_one_bar_named_train_and_its_true_image_rate(
     assert "3/3" in bars[-1]
     rates = [re.search(r"img_s=([0-9.]+)", b) for b in bars]
     assert [r[1] for r in rates if r] == ["8.0"] * (len(bars) - 1), bars  # all but the bar before step 1
+    losses = [re.search(r"loss=([0-9.]+)", b) for b in bars]
+    assert [m is not None for m in losses] == [False] + [True] * (len(bars) - 1), bars
+    assert {m[1] for m in losses if m} == {f"{r['loss']:.4f}" for r in history}, bars
     assert sorted(p.name for p in out.iterdir()) == ["final", "log.jsonl"]
 
 
@@ -242,12 +250,13 @@ def test_the_preview_shows_fixed_crops_of_the_training_images_beside_their_recon
 
 
 class _OtherProcess:
-    """An accelerate.Accelerator that says it is not the main process, recording its arguments."""
+    """An accelerate.Accelerator that says whether it is the main process (and, if given, how many processes
+    there are), recording its arguments."""
 
     made = []
 
     @classmethod
-    def make(cls, base, main):
+    def make(cls, base, main, num_processes=None):
         class Accelerator(base):
             def __init__(self, **kw):
                 cls.made.append(kw)
@@ -256,6 +265,10 @@ class _OtherProcess:
             @property
             def is_main_process(self):
                 return main
+
+            @property
+            def num_processes(self):
+                return super().num_processes if num_processes is None else num_processes
 
         return Accelerator
 
@@ -269,6 +282,17 @@ def test_a_process_that_is_not_the_main_one_trains_silently_and_writes_nothing(t
     assert [r["step"] for r in history] == [1, 2]
     assert messages == [] and capsys.readouterr().err == ""  # no bar, no message
     assert not (tmp_path / "run").exists()
+
+
+def test_the_image_rate_counts_the_images_of_every_process(tmp_path, monkeypatch, capsys):
+    import accelerate
+
+    monkeypatch.setattr(accelerate, "Accelerator", _OtherProcess.make(accelerate.Accelerator, True, num_processes=2))
+    _fake_clock(monkeypatch, 0.25)  # 2 images per step on each of 2 processes every 0.25 s: 16 images/s
+    train(config(tmp_path, steps=2), log=lambda _: None)
+    bars = _bar_texts(capsys.readouterr().err)
+    rates = [re.search(r"img_s=([0-9.]+)", b) for b in bars]
+    assert {r[1] for r in rates if r} == {"16.0"}, bars
 
 
 def test_without_cuda_the_run_asks_accelerate_for_the_cpu_and_the_configured_precision(tmp_path, monkeypatch):
@@ -399,3 +423,117 @@ def test_a_checkpoint_gets_a_plain_optimizer_as_it_is_and_the_one_inside_a_wrapp
     for optimizer in (plain, wrapper):
         training_loop._after_step(1, cfg, _Accelerator(), module, optimizer, None, [], None, tmp_path, print)
     assert len(handed) == 2 and all(opt is plain for opt in handed)
+
+
+def test_the_bar_follows_the_terminal_width_when_it_is_resized_during_a_run(tmp_path, monkeypatch, capfd):
+    import os
+
+    width = [60]
+    # capfd gives the bar a real file descriptor; its terminal size is what this says
+    monkeypatch.setattr(os, "get_terminal_size", lambda fd=None: os.terminal_size((width[0], 20)))
+    real = training_loop._optimize_step
+
+    def widening(*args):
+        width[0] = 100
+        return real(*args)
+
+    monkeypatch.setattr(training_loop, "_optimize_step", widening)
+    train(config(tmp_path, steps=2), log=lambda _: None)
+    bars = _bar_texts(capfd.readouterr().err)
+    # tqdm leaves the last column free
+    assert [len(b) for b in bars] == [59] + [99] * (len(bars) - 1), bars
+
+
+def test_each_step_records_its_step_loss_mse_and_learning_rate(tmp_path, monkeypatch):
+    returned = []
+    real = training_loop.diffusion_loss
+
+    def recording(vae, images, generator, objective):
+        loss, stats = real(vae, images, generator, objective)
+        returned.append((loss.item(), stats["mse"]))
+        return loss, stats
+
+    monkeypatch.setattr(training_loop, "diffusion_loss", recording)
+    history = train(config(tmp_path, steps=2, warmup_steps=2, lr=0.01), log=lambda _: None)
+    (loss1, mse1), (loss2, mse2) = returned
+    assert history == [
+        {"step": 1, "loss": loss1, "mse": mse1, "lr": 0.005},
+        {"step": 2, "loss": loss2, "mse": mse2, "lr": 0.01},
+    ]
+    assert [list(r) for r in history] == [["step", "loss", "mse", "lr"]] * 2  # the key order of log.jsonl
+
+
+def test_a_run_trains_on_crops_with_the_configured_channel_shuffle_and_colour_jitter(tmp_path, monkeypatch):
+    from diffusers_mdiffae.training import ImageFolderCrops, step_generator
+
+    seen = []
+    real = training_loop.diffusion_loss
+
+    def recording(vae, images, generator, objective):
+        seen.append(images.clone())
+        return real(vae, images, generator, objective)
+
+    monkeypatch.setattr(training_loop, "diffusion_loss", recording)
+    train(config(tmp_path, steps=1, seed=3, permute_channels=True, color_jitter=0.4), log=lambda _: None)
+
+    def crops(**kw):
+        data = ImageFolderCrops(tmp_path / "data", crop=32, scale_range=(0.5, 1.0), log=lambda _: None, **kw)
+        return data.batch(2, step_generator(3, 0, 0))
+
+    assert len(seen) == 1 and torch.equal(seen[0], crops(permute_channels=True, color_jitter=0.4))
+    # each setting alone changes these crops, so neither can go missing unnoticed
+    assert not torch.equal(seen[0], crops(permute_channels=True))
+    assert not torch.equal(seen[0], crops(color_jitter=0.4))
+
+
+def test_an_init_checkpoint_is_loaded_in_float32_whatever_the_process_default_dtype(tmp_path):
+    from fixtures.models import make_tiny
+
+    init = tmp_path / "init"
+    saved = make_tiny(seed=4).to(torch.bfloat16)
+    saved.save_pretrained(init)
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)  # a script may set it; the trained weights stay float32
+    try:
+        model = training_loop._build_model(config(tmp_path, init=str(init)))
+    finally:
+        torch.set_default_dtype(old)
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    assert all(torch.equal(p, q.float()) for p, q in zip(model.parameters(), saved.parameters()))
+    assert model.training
+
+
+def test_with_an_ema_decay_of_zero_the_final_weights_are_those_of_the_last_step(tmp_path):
+    from diffusers_mdiffae import AutoencoderMDiffAE
+
+    train(config(tmp_path, steps=2, checkpoint_every=2, ema_decay=0.0), log=lambda _: None)
+    out = tmp_path / "run"
+    final = AutoencoderMDiffAE.from_pretrained(out / "final").state_dict()
+    last = AutoencoderMDiffAE.from_pretrained(out / "checkpoints" / "step_0000002" / "model").state_dict()
+    assert final.keys() == last.keys()
+    assert all(torch.equal(v, last[k]) for k, v in final.items())
+
+
+def test_the_optimizer_uses_betas_0_9_and_0_99_and_the_configured_weight_decay(tmp_path):
+    from safetensors import safe_open
+
+    train(config(tmp_path, steps=1, checkpoint_every=1, weight_decay=0.25), log=lambda _: None)
+    written = tmp_path / "run" / "checkpoints" / "step_0000001" / "optimizer.safetensors"
+    with safe_open(str(written), "pt") as f:
+        [group] = json.loads(f.metadata()["meta"])["param_groups"]
+    assert (group["betas"], group["weight_decay"]) == ([0.9, 0.99], 0.25)
+
+
+def test_the_preview_shows_at_most_four_crops(tmp_path):
+    cfg = config(tmp_path, steps=1, preview_every=1)
+    for i in range(3, 6):
+        photo(tmp_path / "data" / f"p{i}.png", 48, 48, seed=i)
+    train(cfg, log=lambda _: None)
+    preview = Image.open(tmp_path / "run" / "previews" / "step_0000001.png")
+    assert preview.size == (64, 4 * 32)  # four of the six images, each crop beside its reconstruction
+
+
+def test_a_run_creates_its_output_folder_with_any_missing_parents(tmp_path):
+    out = tmp_path / "runs" / "tiny" / "run"
+    train(config(tmp_path, steps=1, output_dir=str(out)), log=lambda _: None)
+    assert sorted(p.name for p in out.iterdir()) == ["final", "log.jsonl"]

@@ -129,6 +129,7 @@ def test_a_restart_removes_the_dead_writers_temporaries_of_checkpoints_previews_
         out / f".final{TMP_DIR_TAG}{os.getpid()}-f",  # its writer is alive
         out / "checkpoints" / f".other{TMP_DIR_TAG}{DEAD_PID}-g",
         out / "checkpoints" / "step_0000001",
+        out / "previews" / f".notes.png{TMP_FILE_TAG}{DEAD_PID}-i",  # not a preview's name
     ]
     for path in kept:
         path.mkdir()
