@@ -225,6 +225,115 @@ def test_seam_contrast_of_an_error_with_half_the_period_is_one_and_period_must_b
             seam_contrast(ref, ref, period=period)
 
 
+def _checkerboard(h, w, amplitude):
+    """A ``[1, 3, h, w]`` image of +-``amplitude`` alternating pixel by pixel, alike in every channel."""
+    sign = (torch.arange(h).view(-1, 1) + torch.arange(w).view(1, -1)) % 2 * 2 - 1
+    return (amplitude * sign.float()).expand(1, 3, h, w).clone()
+
+
+# a step at the 16-pixel edge and a line in the middle of the squares, as a column error:
+# per row the edge band holds 5 horizontal pairs summing 0.25 and the middle band 6 summing 0.25,
+# and down each column the error does not change (5 edge and 6 middle pairs, all 0), so on a
+# 32x32 image the score is (8 / 320) / (8 / 384) = 1.2
+_EDGE_STEP_AND_MIDDLE_LINE = [0.0] * 8 + [0.125] + [0.0] * 7 + [0.25] * 16
+
+
+def test_seam_contrast_honours_max_std():
+    from diffusers_mdiffae.metrics import flat_mask, seam_contrast
+
+    # a +-1/16 checkerboard has a local std of about 0.0625: textured at 0.03, flat at 0.1
+    ref = _checkerboard(32, 32, 0.0625)
+    assert flat_mask(ref, max_std=0.1).all() and not flat_mask(ref).any()
+    error = _column_error(_EDGE_STEP_AND_MIDDLE_LINE)
+    assert seam_contrast(ref + error, ref, max_std=0.1) == pytest.approx(1.2, rel=1e-12)
+    assert math.isnan(seam_contrast(ref + error, ref))
+
+
+def test_seam_contrast_judges_the_error_recon_minus_ref_and_not_the_images():
+    from diffusers_mdiffae.metrics import seam_contrast
+
+    # a faint step on the edge of a flat reference is content, not error: a perfect recon scores 1
+    ref = _column_error([0.0] * 16 + [1 / 128] * 16)
+    assert seam_contrast(ref, ref) == 1.0
+    error = _column_error(_EDGE_STEP_AND_MIDDLE_LINE)
+    assert seam_contrast(ref + error, ref) == pytest.approx(1.2, rel=1e-12)
+
+
+def test_seam_contrast_accepts_the_smallest_period_whose_bands_overlap():
+    from diffusers_mdiffae.metrics import seam_contrast
+
+    # period 4: edge phases {3, 0, 1}, middle phases {1, 2, 3}. Per row of 8 pixels the pairs sit at
+    # phases 1, 2, 3, 0, 1, 2, 3: steps 0.25 at phase 0 and 0.125 at phases 2 and 3, so the edge band
+    # holds 5 pairs summing 0.375 and the middle band 6 summing 0.25; the 8 columns add 5 and 6
+    # pairs each, all 0. Score (8 * 0.375 / 80) / (8 * 0.25 / 96) = 1.8
+    error = _column_error([0.0, 0.0, 0.0, 0.0, 0.25, 0.25, 0.375, 0.25], height=8)
+    ref = torch.zeros_like(error)
+    assert seam_contrast(ref + error, ref, period=4) == pytest.approx(1.8, rel=1e-12)
+
+
+def test_seam_contrast_is_nan_when_only_one_band_has_flat_pairs():
+    from diffusers_mdiffae.metrics import seam_contrast
+
+    # 6 pixels reach phases 1..5 only: edge pairs but no middle ones, so nothing to compare with
+    ref = torch.zeros(1, 3, 6, 6)
+    assert math.isnan(seam_contrast(ref, ref))
+    assert math.isnan(seam_contrast(ref + _column_error([0.25, 0, 0, 0, 0, 0], height=6), ref))
+
+
+def test_seam_contrast_judges_thin_strips_along_the_axes_they_have():
+    from diffusers_mdiffae.metrics import seam_contrast
+
+    # two rows: per row 5 edge pairs (all 0) and 6 middle pairs (0.125 twice, the line at column 8);
+    # the 32 vertical pairs sit at phase 1 and step 0.25. Score (8 / 42) / (0.5 / 12) = 32 / 7
+    strip = _column_error([0.0] * 8 + [0.125] + [0.0] * 23, height=2)
+    strip[..., 1, :] += 0.25
+    ref = torch.zeros_like(strip)
+    assert seam_contrast(ref + strip, ref) == pytest.approx(32 / 7, rel=1e-12)
+    # one column: no horizontal pairs, but the vertical ones count as a row of the 32x32 case does
+    column = _column_error(_EDGE_STEP_AND_MIDDLE_LINE, height=1).transpose(-1, -2)
+    ref = torch.zeros_like(column)
+    assert seam_contrast(ref + column, ref) == pytest.approx(1.2, rel=1e-12)
+
+
+def test_seam_contrast_pairs_only_pixels_that_are_both_flat():
+    from diffusers_mdiffae.metrics import flat_mask, seam_contrast
+
+    # texture in columns 0..11 and 36..47 leaves columns 16..31 flat, so the edge pairs (15, 16) and
+    # (31, 32) each have one flat pixel and do not count, whatever the error steps there
+    ref = torch.zeros(1, 3, 32, 48)
+    ref[..., :12] = _checkerboard(32, 12, 1.0)
+    ref[..., 36:] = _checkerboard(32, 12, 1.0)
+    flat = flat_mask(ref)[0, 0]
+    assert flat[:, 16:32].all() and not flat[:, :16].any() and not flat[:, 32:].any()
+    values = [0.5] * 48
+    values[16:32] = [0.0] * 16
+    values[16], values[24] = 0.25, 0.125
+    # in the flat columns: per row the edge pairs (16, 17), (30, 31) step 0.25 and 0, the middle
+    # pairs (22, 23), (23, 24), (24, 25) step 0, 0.125, 0.125; the 16 columns add 5 edge and 6 middle
+    # pairs each, all 0. Score (32 * 0.25 / 144) / (32 * 0.25 / 192) = 4 / 3
+    error = _column_error(values)
+    assert seam_contrast(ref + error, ref) == pytest.approx(4 / 3, rel=1e-12)
+
+
+def test_seam_contrast_bands_do_not_depend_on_torch_default_dtype():
+    from diffusers_mdiffae.metrics import seam_contrast
+
+    # period 518 puts the middles at phases 258..260, which bfloat16 cannot all tell from 261.
+    # One row of 263 pixels: the edge pair (0, 1) steps 0.125; the middle pairs step 0, 0.25, 0.25;
+    # the pair (260, 261) at phase 261 steps 0.5 and is not in either band. Score 0.125 / (0.5 / 3)
+    values = [0.0] * 263
+    values[0], values[259], values[261] = 0.125, 0.25, 0.5
+    error = _column_error(values, height=1)
+    ref = torch.zeros_like(error)
+    assert seam_contrast(ref + error, ref, period=518) == pytest.approx(0.75, rel=1e-12)
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.bfloat16)
+    try:
+        assert seam_contrast(ref + error, ref, period=518) == pytest.approx(0.75, rel=1e-12)
+    finally:
+        torch.set_default_dtype(old)
+
+
 def test_flat_mask_thresholds_the_local_grey_std():
     from diffusers_mdiffae.metrics import flat_mask
 
