@@ -8,8 +8,15 @@ import torch
 import torch.nn.functional as F
 
 
+def _check_pair(a: torch.Tensor, b: torch.Tensor) -> None:
+    # broadcasting two differently shaped images would score something else without a word
+    if a.ndim != 4 or a.shape != b.shape:
+        raise ValueError(f"expected two [B, C, H, W] images of one shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+
+
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     """PSNR in dB of two images in [-1, 1] (peak-to-peak 2), after clamping to that range."""
+    _check_pair(a, b)
     mse = float((a.float().clamp(-1, 1) - b.float().clamp(-1, 1)).square().mean())
     return float("inf") if mse == 0 else 10.0 * math.log10(4.0 / mse)
 
@@ -19,6 +26,7 @@ def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 11, sigma: float = 1.5)
 
     Inputs ``[B, C, H, W]`` in [-1, 1] are mapped to [0, 1] first; "valid" windows only.
     """
+    _check_pair(a, b)
     x, y = (a.float().clamp(-1, 1) + 1) / 2, (b.float().clamp(-1, 1) + 1) / 2
     c = x.shape[1]
     k = torch.arange(window, dtype=torch.float32) - (window - 1) / 2
@@ -64,6 +72,7 @@ def seam_contrast(recon: torch.Tensor, ref: torch.Tensor, period: int = 16, max_
     """
     if not isinstance(period, int) or period < 4 or period % 2:
         raise ValueError(f"period must be an even integer >= 4, got {period!r}")
+    _check_pair(recon, ref)
     e = recon.float() - ref.float()
     flat = flat_mask(ref, max_std=max_std)
     bands = {"edge": (period - 1, 0, 1), "middle": (period // 2 - 1, period // 2, period // 2 + 1)}

@@ -5,8 +5,9 @@ import math
 import numpy as np
 import pytest
 import torch
+from fixtures.errors import error_message
 
-from diffusers_mdiffae.metrics import psnr, ssim
+from diffusers_mdiffae.metrics import psnr, seam_contrast, ssim
 
 
 def test_psnr_of_a_constant_offset_is_computed_by_hand():
@@ -341,3 +342,13 @@ def test_flat_mask_thresholds_the_local_grey_std():
     # a ramp of 2/63 per pixel has a 9-wide std of about 0.0836 inside the image
     assert flat_mask(ramp, max_std=0.09)[..., 4:-4].all()
     assert not flat_mask(ramp, max_std=0.08)[..., 4:-4].any()
+
+
+@pytest.mark.parametrize("metric", [psnr, ssim, seam_contrast])
+@pytest.mark.parametrize(
+    "a, b", [((3, 16, 16), (3, 16, 16)), ((1, 3, 16, 16), (1, 3, 16, 8)), ((1, 3, 16, 16), (3, 16, 16))]
+)
+def test_each_metric_refuses_images_that_are_not_one_nchw_shape(metric, a, b):
+    """A 3-D pair or a pair that would broadcast is refused, not scored as something else."""
+    message = error_message(metric, torch.zeros(a), torch.zeros(b))
+    assert message == f"expected two [B, C, H, W] images of one shape, got {a} and {b}"
