@@ -342,6 +342,8 @@ def test_flat_mask_thresholds_the_local_grey_std():
     # a ramp of 2/63 per pixel has a 9-wide std of about 0.0836 inside the image
     assert flat_mask(ramp, max_std=0.09)[..., 4:-4].all()
     assert not flat_mask(ramp, max_std=0.08)[..., 4:-4].any()
+    # strictly below: with a threshold of 0 not even a constant image is flat
+    assert not flat_mask(torch.zeros(1, 3, 16, 16), max_std=0.0).any()
 
 
 @pytest.mark.parametrize("metric", [psnr, ssim, seam_contrast])

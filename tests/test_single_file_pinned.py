@@ -51,6 +51,9 @@ def without(shapes, *parts) -> dict:
     "width, hidden, ratio",
     [
         (32, 64, 2.0),  # one decimal
+        (3, 8, 2.7),  # one decimal, though two (2.67) rebuild it too
+        (7, 10, 1.43),  # two, though three (1.429) rebuild it too
+        (7, 8, 1.143),  # three, though four (1.1429) rebuild it too
         (32, 40, 1.25),  # two
         (32, 36, 1.125),  # three
         (48, 53, 1.1042),  # four: 1.104 gives int(52.99) = 52
