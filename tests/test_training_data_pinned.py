@@ -277,3 +277,14 @@ def test_a_flip_draw_of_exactly_one_half_keeps_the_crop_unflipped(tmp_path):
     out = data.crop_one(0, g)
     want = torch.from_numpy(np.ascontiguousarray(ramp)).permute(2, 0, 1).float() / 127.5 - 1.0
     assert torch.equal(out, want)
+
+
+def test_built_with_its_defaults_a_folder_gives_128_pixel_crops(tmp_path):
+    import torch
+
+    from diffusers_mdiffae.training.data import ImageFolderCrops
+
+    Image.new("RGB", (160, 144), (10, 20, 30)).save(tmp_path / "a.png")
+    data = ImageFolderCrops(tmp_path, log=lambda _: None)
+    assert data.crop == 128
+    assert data.batch(2, torch.Generator().manual_seed(0)).shape == (2, 3, 128, 128)

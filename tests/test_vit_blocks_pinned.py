@@ -48,6 +48,27 @@ def test_initial_frequencies_follow_the_definition(head_dim, num_heads, depth, t
     torch.testing.assert_close(freqs.double(), want, rtol=1e-6, atol=1e-6)
 
 
+def test_initial_frequencies_are_made_in_the_default_dtype_at_its_precision():
+    """Like any parameter torch creates: a float64 default gives float64 frequencies, exact to float64."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        freqs = init_mixed_rope_freqs(16, 1, 1, 10.0)
+    finally:
+        torch.set_default_dtype(previous)
+    assert freqs.dtype == torch.float64
+    mags = torch.hypot(freqs[0], freqs[1]).view(2, 4)
+    want = torch.tensor([10.0 ** (-4 * j / 16) for j in range(4)], dtype=torch.float64)
+    torch.testing.assert_close(mags, want.expand(2, 4), rtol=1e-14, atol=0)
+
+
+def test_a_rotary_embedding_built_with_its_defaults_uses_theta_10():
+    torch.manual_seed(2)
+    rope = MixedRoPE2D(dim=16, num_heads=1, depth=1)
+    mags = torch.hypot(rope.freqs[0], rope.freqs[1]).detach().view(2, 4)  # (cos, cos + pi/2) half, j
+    torch.testing.assert_close(mags, torch.tensor([1.0, 10**-0.25, 10**-0.5, 10**-0.75]).expand(2, 4))
+
+
 def test_each_frequency_pair_has_the_magnitude_theta_to_the_minus_4j_over_head_dim():
     torch.manual_seed(1)
     freqs = init_mixed_rope_freqs(16, 2, 2, 10.0)
