@@ -7,6 +7,8 @@ one name or shape edited; the expected values are worked out from the blocks' ow
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from fixtures.errors import error_message
@@ -15,7 +17,7 @@ from safetensors.torch import save_file
 
 from diffusers_mdiffae import AutoencoderMDiffAE
 from diffusers_mdiffae.conversion.layouts import CheckpointError
-from diffusers_mdiffae.conversion.single_file import infer_config, load_single_file
+from diffusers_mdiffae.conversion.single_file import config_from_metadata, infer_config, load_single_file
 
 NOT_FAMILY = "m.safetensors is not an mDiffAE-family checkpoint: it has "
 INCOMPLETE = "m.safetensors is not a complete mDiffAE-family checkpoint: it has no "
@@ -167,6 +169,26 @@ def test_a_patch_embedding_of_the_wrong_rank_is_refused(dico):
     )
 
 
+@pytest.mark.parametrize("patch, blocks", [(512, 10), (1024, 11)])
+def test_a_patch_of_512_pixels_or_more_makes_the_sample_one_patch(dico, patch, blocks):
+    config = infer_config({**dico, "decoder.patchify.proj.weight": (32, 3, patch, patch)})[1]
+    assert config["sample_size"] == patch
+    assert config["block_out_channels"] == [32] * blocks  # log2(patch) + 1
+
+
+@pytest.mark.parametrize("proj, patch", [((32, 0, 1, 1), 0), ((32, 3, 3, 3), 3), ((32, 27, 1, 1), 3)])
+def test_a_patch_that_is_not_a_power_of_two_is_refused_when_the_model_is_built(tmp_path, proj, patch):
+    """The inference leaves the sizes that need log2(patch) to the build, whose sentence names the patch."""
+    sd = {k: v.contiguous() for k, v in make_tiny().state_dict().items()}
+    sd["decoder.patchify.proj.weight"] = torch.zeros(proj)
+    path = tmp_path / "m.safetensors"
+    save_file(sd, str(path))
+    assert error_message(load_single_file, path, error=CheckpointError) == (
+        f"m.safetensors: config describes a model this package cannot build: patch_size must be a power of two, "
+        f"got {patch}"
+    )
+
+
 # -- depths ------------------------------------------------------------------------------------------
 
 
@@ -217,6 +239,16 @@ def test_depths_of_flat_and_skip_decoders(dico, fcdm):
     )
 
 
+@pytest.mark.parametrize("family", ["mdiffae_v2", "semdisdiffae"])
+@pytest.mark.parametrize("start, end", [(1, 0), (0, 1)])
+def test_a_skip_decoder_with_blocks_on_one_side_only_is_read_from_its_middle_blocks(family, start, end):
+    # start or end alone makes the decoder a skip decoder (no decoder.blocks at all)
+    model = make_tiny(family=family, decoder_start_blocks=start, decoder_end_blocks=end)
+    config = infer_config(shapes_of(model))[1]
+    assert (config["decoder_depth"], config["decoder_start_blocks"], config["decoder_end_blocks"]) == (4, start, end)
+    assert (config["mlp_ratio"], config["depthwise_kernel_size"]) == (2.0, 7)
+
+
 # -- the tensors infer_config reads, each refused by name --------------------------------------------
 
 
@@ -250,6 +282,19 @@ def test_each_tensor_infer_config_reads_is_named_when_missing_or_of_the_wrong_ra
     ndim = len(shapes[name])
     assert refusal({**shapes, name: wrong}) == (
         f"m.safetensors: {name} has shape {list(wrong)}, expected {ndim} dimensions"
+    )
+
+
+@pytest.mark.parametrize(
+    "family, name", [("dico", "decoder.blocks.0.conv2.weight"), ("fcdm", "decoder.middle_blocks.0.dwconv.weight")]
+)
+@pytest.mark.parametrize("kernel", [(7, 5), (5, 7)])
+def test_a_depthwise_kernel_that_is_not_square_is_refused_naming_it(request, family, name, kernel):
+    # its size is read from this one tensor; the build would blame every other block's square kernel instead
+    shapes = request.getfixturevalue(family)
+    wrong = (32, 1, *kernel)
+    assert refusal({**shapes, name: wrong}) == (
+        f"m.safetensors: {name} has shape {list(wrong)}, not a square depthwise kernel"
     )
 
 
@@ -288,3 +333,36 @@ def test_a_file_that_does_not_match_its_inferred_model_is_refused_naming_the_fil
         load_single_file(path)
     assert str(err.value).startswith("broken.safetensors does not match AutoencoderMDiffAE({")
     assert type(load_single_file(save(make_tiny(), tmp_path / "ok.safetensors"))) is AutoencoderMDiffAE
+
+
+# -- the config in the metadata --------------------------------------------------------------------
+
+CLASSES = "['AutoencoderMDiffAE', 'AutoencoderSemDisDiffAE']"
+
+
+def metadata_refusal(config, source="m.safetensors") -> str:
+    args = ({"config": json.dumps(config)},) if source is None else ({"config": json.dumps(config)}, source)
+    return error_message(config_from_metadata, *args, error=CheckpointError)
+
+
+def test_a_metadata_config_sheds_the_underscore_keys_of_diffusers():
+    # only a leading underscore marks a diffusers bookkeeping key
+    config = {"_class_name": "AutoencoderSemDisDiffAE", "_diffusers_version": "0.31.0", "model_dim": 32, "x_": 1}
+    assert config_from_metadata({"config": json.dumps(config)}) == (
+        "AutoencoderSemDisDiffAE",
+        {"model_dim": 32, "x_": 1},
+    )
+
+
+@pytest.mark.parametrize("config", [{"model_dim": 32}, {"_class_name": None}, {"_class_name": ""}])
+def test_a_metadata_config_without_a_class_name_describes_an_unknown_model(config):
+    assert metadata_refusal(config) == (
+        f"m.safetensors: the config in its metadata describes an unknown model, not one of {CLASSES}"
+    )
+
+
+def test_without_a_source_a_metadata_refusal_says_checkpoint():
+    assert metadata_refusal([1, 2], source=None) == "checkpoint: the config in its metadata is not a JSON object"
+    assert metadata_refusal({"_class_name": "AutoencoderKL"}, source=None) == (
+        f"checkpoint: the config in its metadata describes AutoencoderKL, not one of {CLASSES}"
+    )

@@ -172,6 +172,12 @@ def infer_config(shapes: Shapes, source: str = "checkpoint") -> Tuple[str, dict]
     first = "decoder.blocks.0" if not (start or end) else "decoder.middle_blocks.0"
     hidden_name, kernel_name = ("pwconv1", "dwconv") if family == FCDM else ("mlp.conv_in", "conv2")
     hidden = _shape(shapes, f"{first}.{hidden_name}.weight", 4, source)[0]
+    kernel = _shape(shapes, f"{first}.{kernel_name}.weight", 4, source)
+    # the kernel size is read from this block alone: the build would blame every other block's kernel
+    if kernel[-2] != kernel[-1]:
+        raise CheckpointError(
+            f"{source}: {first}.{kernel_name}.weight has shape {list(kernel)}, not a square depthwise kernel"
+        )
     config = {
         "in_channels": in_channels,
         "out_channels": in_channels,
@@ -183,7 +189,7 @@ def infer_config(shapes: Shapes, source: str = "checkpoint") -> Tuple[str, dict]
         "decoder_end_blocks": end,
         "latent_channels": latent,
         "mlp_ratio": _mlp_ratio(model_dim, hidden),
-        "depthwise_kernel_size": _shape(shapes, f"{first}.{kernel_name}.weight", 4, source)[-1],
+        "depthwise_kernel_size": kernel[-1],
         "adaln_low_rank_rank": _shape(shapes, "decoder.adaln_deltas.0.down.weight", 2, source)[0],
     }
     if patch >= 1 and patch & (patch - 1) == 0:
