@@ -722,6 +722,17 @@ def test_reconstruct_one_file_says_it_pads_a_size_not_a_multiple_of_16_width_fir
     assert Image.open(out).size == (40, 10)
 
 
+def test_reconstruct_says_edges_were_replicated_when_a_side_is_too_short_to_reflect(tmp_path, capsys, codec):
+    # 5 rows need 11 more: a reflection reaches only 4 rows back, so the pad repeats the edge instead
+    src, out = _white(tmp_path / "a.png", w=40, h=5), tmp_path / "o.png"
+    rc, _, err = cli(capsys, "reconstruct", src, out)
+    assert (rc, err) == (
+        0,
+        f"{src}: 40x5 is not a multiple of 16: padded to 48x16 (edge replication) and cropped back\n",
+    )
+    assert Image.open(out).size == (40, 5)
+
+
 def _messages_beside_the_bar(err, label):
     """stderr's lines without the progress bar's redraws (which all start with ``label``)."""
     parts = err.replace("\n", "\r").split("\r")
