@@ -153,14 +153,15 @@ def _clean_leftovers(outputs: Sequence[Path]) -> None:
 
 def _load_tensor(path: Path):
     """Image file -> ``([1, 3, H', W']`` padded to multiples of 16, original size, notes)."""
-    from .imaging import load_rgb, pad_to_multiple, pil_to_tensor
+    from .imaging import load_rgb, pad_mode, pad_to_multiple, pil_to_tensor
 
     image, notes = load_rgb(path)
     x, size = pad_to_multiple(pil_to_tensor(image), 16)
     if x.shape[-2:] != size:
+        fill = "reflection" if pad_mode(size, 16) == "reflect" else "edge replication"
         notes.append(
             f"{size[1]}x{size[0]} is not a multiple of 16: padded to {x.shape[-1]}x{x.shape[-2]} "
-            "(reflection) and cropped back"
+            f"({fill}) and cropped back"
         )
     return x, size, notes
 

@@ -133,18 +133,25 @@ def tensor_to_pil(x: torch.Tensor):
     return Image.fromarray(arr.permute(1, 2, 0).numpy(), "RGB")
 
 
+def pad_mode(size: Tuple[int, int], multiple: int = 16) -> str:
+    """How :func:`pad_to_multiple` fills the pad of an ``(H, W)`` image: ``"reflect"``, or
+    ``"replicate"`` (its edges repeated) when a side is not longer than its pad, which a reflection
+    cannot reach across."""
+    h, w = size
+    return "reflect" if (-h) % multiple < h and (-w) % multiple < w else "replicate"
+
+
 def pad_to_multiple(x: torch.Tensor, multiple: int = 16) -> Tuple[torch.Tensor, Tuple[int, int]]:
     """Reflect-pad ``[B, C, H, W]`` on the bottom/right to multiples of ``multiple``.
 
     Returns the padded tensor and the original ``(H, W)`` to crop back to. Reflection needs the
-    pad to be smaller than the side, so very small images fall back to edge replication.
+    pad to be smaller than the side, so very small images fall back to edge replication (:func:`pad_mode`).
     """
     h, w = x.shape[-2:]
     ph, pw = (-h) % multiple, (-w) % multiple
     if ph == 0 and pw == 0:
         return x, (h, w)
-    mode = "reflect" if ph < h and pw < w else "replicate"
-    return torch.nn.functional.pad(x, (0, pw, 0, ph), mode=mode), (h, w)
+    return torch.nn.functional.pad(x, (0, pw, 0, ph), mode=pad_mode((h, w), multiple)), (h, w)
 
 
 def save_image_atomic(image, path: Union[str, os.PathLike]) -> Path:

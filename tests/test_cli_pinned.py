@@ -714,6 +714,98 @@ def test_reconstruct_removes_only_its_own_outputs_stale_temporaries(tmp_path, ca
     assert not single_mine.exists() and single_other.exists()
 
 
+def test_reconstruct_one_file_says_it_pads_a_size_not_a_multiple_of_16_width_first(tmp_path, capsys, codec):
+    # 40 wide, 10 high: both sides differ, so a swapped or repeated side shows
+    src, out = _white(tmp_path / "a.png", w=40, h=10), tmp_path / "o.png"
+    rc, _, err = cli(capsys, "reconstruct", src, out)
+    assert (rc, err) == (0, f"{src}: 40x10 is not a multiple of 16: padded to 48x16 (reflection) and cropped back\n")
+    assert Image.open(out).size == (40, 10)
+
+
+def test_reconstruct_says_edges_were_replicated_when_a_side_is_too_short_to_reflect(tmp_path, capsys, codec):
+    # 5 rows need 11 more: a reflection reaches only 4 rows back, so the pad repeats the edge instead
+    src, out = _white(tmp_path / "a.png", w=40, h=5), tmp_path / "o.png"
+    rc, _, err = cli(capsys, "reconstruct", src, out)
+    assert (rc, err) == (
+        0,
+        f"{src}: 40x5 is not a multiple of 16: padded to 48x16 (edge replication) and cropped back\n",
+    )
+    assert Image.open(out).size == (40, 5)
+
+
+def _messages_beside_the_bar(err, label):
+    """stderr's lines without the progress bar's redraws (which all start with ``label``)."""
+    parts = err.replace("\n", "\r").split("\r")
+    return [p for p in parts if p.strip() and not p.startswith(f"{label}: ")]
+
+
+def test_reconstruct_folder_skips_what_it_cannot_read_or_the_model_refuses_and_does_the_rest(tmp_path, capsys, codec):
+    src, out = tmp_path / "in", tmp_path / "out"
+    # the refused image comes first: one failure must not end the run
+    a, b = photo(src / "a.png", 32, 16), src / "b.png"
+    b.write_bytes(b"not an image")
+    _white(src / "c.png")
+    _white(src / "d.png")
+    rc, stdout, err = cli(capsys, "reconstruct", src, out)
+    assert (rc, stdout) == (0, f"wrote 2, skipped 2 ({out})\n")
+    assert _messages_beside_the_bar(err, "reconstruct") == [
+        f"skipped {a}: this model takes no 32 px wide image",
+        f"skipped {b}: cannot read image (UnidentifiedImageError: cannot identify image file '{b}')",
+    ]
+    assert sorted(p.name for p in out.iterdir()) == ["c.png", "d.png"]
+
+
+def test_reconstruct_folder_shows_a_progress_bar_named_reconstruct(tmp_path, capsys, codec):
+    src = tmp_path / "in"
+    _white(src / "a.png")
+    _white(src / "b.png")
+    rc, _, err = cli(capsys, "reconstruct", src, tmp_path / "out")
+    assert rc == 0
+    bars = [p for p in err.replace("\n", "\r").split("\r") if p.strip()]
+    assert bars[0].startswith("reconstruct:   0%|") and bars[-1].startswith("reconstruct: 100%|")
+    assert all(p.startswith("reconstruct: ") for p in bars)
+
+
+class _RecordingCodecModel(_CodecModel):
+    """The stand-in codec in bfloat16, refusing an input of another dtype as torch layers do, and
+    recording the options each decode gets."""
+
+    dtype = torch.bfloat16
+
+    def __init__(self):
+        self.decode_options = []
+
+    def encode(self, x):
+        if x.dtype != self.dtype:
+            raise RuntimeError(f"Input type ({x.dtype}) and weight type ({self.dtype}) should be the same")
+        return super().encode(x)
+
+    def decode(self, z, **kwargs):
+        self.decode_options.append(kwargs)
+        return super().decode(z)
+
+
+def test_reconstruct_hands_a_bfloat16_model_bfloat16_input_and_every_decoder_option(tmp_path, capsys, monkeypatch):
+    model = _RecordingCodecModel()
+    monkeypatch.setattr(cli_module, "load_model", lambda spec, dtype: model)
+    src, out = _white(tmp_path / "a.png"), tmp_path / "o.png"
+    options = ["--steps", "2", "--pdg-strength", "1.1", "--seed", "3", "--sampler", "dpmpp_2m"]
+    options += ["--schedule", "cosine", "--strength", "0.5", "--dtype", "bfloat16"]
+    rc, _, err = cli(capsys, "reconstruct", src, out, *options)
+    assert (rc, err) == (0, "")
+    assert model.decode_options == [
+        {
+            "num_inference_steps": 2,
+            "pdg_strength": 1.1,
+            "seed": 3,
+            "sampler": "dpmpp_2m",
+            "schedule": "cosine",
+            "strength": 0.5,
+        }
+    ]
+    assert Image.open(out).size == (16, 16)
+
+
 def _help_text(capsys, monkeypatch, command):
     """``mdiffae COMMAND --help`` unwrapped, its whitespace collapsed to single spaces."""
     monkeypatch.setenv("COLUMNS", "1000")

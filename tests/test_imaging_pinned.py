@@ -6,7 +6,14 @@ import torch
 from PIL import Image
 
 from diffusers_mdiffae import imaging
-from diffusers_mdiffae.imaging import ImageLoadError, load_rgb, load_rgb_image, pad_to_multiple, pil_to_tensor
+from diffusers_mdiffae.imaging import (
+    ImageLoadError,
+    load_rgb,
+    load_rgb_image,
+    pad_mode,
+    pad_to_multiple,
+    pil_to_tensor,
+)
 
 
 def test_quantize_8bit_is_what_a_saved_png_reads_back_as():
@@ -157,3 +164,10 @@ def test_pad_to_multiple_replicates_edges_of_an_image_smaller_than_the_pad():
     padded, size = pad_to_multiple(x, 4)
     assert size == (2, 3)
     assert padded[0, 0].tolist() == [[1, 2, 3, 3], [4, 5, 6, 6], [4, 5, 6, 6], [4, 5, 6, 6]]
+
+
+def test_pad_mode_reflects_only_while_each_side_is_longer_than_its_pad():
+    # to 16: a side of 9 needs 7 more (reflects), 8 needs 8 (cannot), 16 needs none
+    assert pad_mode((9, 9)) == pad_mode((16, 9)) == pad_mode((9, 16)) == "reflect"
+    assert pad_mode((8, 9)) == pad_mode((9, 8)) == pad_mode((1, 1)) == "replicate"
+    assert pad_mode((2, 3), 4) == "replicate" and pad_mode((3, 3), 4) == "reflect"
