@@ -60,7 +60,7 @@ def init_mixed_rope_freqs(head_dim: int, num_heads: int, depth: int, theta: floa
     """
     if head_dim % 4:
         raise ValueError(f"mixed 2-D RoPE needs a head width divisible by 4, got {head_dim}")
-    mag = theta ** (-torch.arange(0, head_dim, 4, dtype=torch.float32) / head_dim)
+    mag = theta ** (-torch.arange(0, head_dim, 4) / head_dim)  # in the default dtype, like the angles
     angle = torch.rand(depth, num_heads, 1) * (2 * math.pi)
     fx = torch.cat([mag * torch.cos(angle), mag * torch.cos(angle + math.pi / 2)], dim=-1)
     fy = torch.cat([mag * torch.sin(angle), mag * torch.sin(angle + math.pi / 2)], dim=-1)

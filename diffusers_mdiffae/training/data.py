@@ -55,7 +55,6 @@ class ImageFolderCrops:
             raise ValueError(f"crop must be a multiple of 16, got {crop}")
         self.crop = crop
         self.scale_range = scale_range
-        self.cache = cache
         self.permute_channels = permute_channels
         if not 0.0 <= color_jitter < 1.0:
             raise ValueError(f"color_jitter must be in [0, 1), got {color_jitter}")
