@@ -7,6 +7,8 @@ import torch
 from fixtures import fake_comfy
 from fixtures.models import make_tiny, place_tokenizers
 
+import diffusers_mdiffae
+
 TINY = "mdiffae/tiny/diffusion_pytorch_model.safetensors"
 DTYPES = {"auto": torch.float32, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -83,6 +85,26 @@ def test_with_no_tokenizer_files_the_checkpoint_has_no_default(tmp_path):
     state = _install(tmp_path / "models")
     try:
         checkpoint = state.nodes.MDiffAETokenizerLoader.define_schema().inputs[0]
+        assert (checkpoint.options, checkpoint.default) == ([], None)
+    finally:
+        fake_comfy.uninstall(state)
+
+
+def test_without_the_bundled_demo_the_loader_lists_only_the_files_and_starts_at_the_first(
+    comfy, monkeypatch, tmp_path
+):
+    # the demo is offered only when its config.json is there (a package installed without its assets has none)
+    monkeypatch.setattr(diffusers_mdiffae, "DEMO_MODEL_DIR", tmp_path / "demo_model")
+    assert comfy.nodes.checkpoint_choices() == [TINY]
+    checkpoint = comfy.nodes.MDiffAELoader.define_schema().inputs[0]
+    assert (checkpoint.options, checkpoint.default) == ([TINY], TINY)
+
+
+def test_without_the_demo_or_any_file_the_loader_checkpoint_has_no_default(monkeypatch, tmp_path):
+    monkeypatch.setattr(diffusers_mdiffae, "DEMO_MODEL_DIR", tmp_path / "demo_model")
+    state = _install(tmp_path / "models")
+    try:
+        checkpoint = state.nodes.MDiffAELoader.define_schema().inputs[0]
         assert (checkpoint.options, checkpoint.default) == ([], None)
     finally:
         fake_comfy.uninstall(state)

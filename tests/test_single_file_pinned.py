@@ -8,6 +8,8 @@ one name or shape edited; the expected values are worked out from the blocks' ow
 from __future__ import annotations
 
 import json
+import re
+import struct
 
 import pytest
 import torch
@@ -17,7 +19,7 @@ from safetensors.torch import save_file
 
 from diffusers_mdiffae import AutoencoderMDiffAE
 from diffusers_mdiffae.conversion.layouts import CheckpointError
-from diffusers_mdiffae.conversion.single_file import config_from_metadata, infer_config, load_single_file
+from diffusers_mdiffae.conversion.single_file import config_from_metadata, describe, infer_config, load_single_file
 
 NOT_FAMILY = "m.safetensors is not an mDiffAE-family checkpoint: it has "
 INCOMPLETE = "m.safetensors is not a complete mDiffAE-family checkpoint: it has no "
@@ -333,6 +335,38 @@ def test_a_file_that_does_not_match_its_inferred_model_is_refused_naming_the_fil
         load_single_file(path)
     assert str(err.value).startswith("broken.safetensors does not match AutoencoderMDiffAE({")
     assert type(load_single_file(save(make_tiny(), tmp_path / "ok.safetensors"))) is AutoencoderMDiffAE
+
+
+def write_raw(path, header: dict, data: bytes):
+    """A safetensors file byte by byte, so its header can hold what save_file would never write."""
+    text = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(text)) + text + data)
+    return path
+
+
+@pytest.mark.parametrize(
+    "entry, why",
+    [
+        ({"dtype": "F32", "data_offsets": [0, 4]}, "missing field `shape`"),
+        ({"dtype": "F33", "shape": [1], "data_offsets": [0, 4]}, "unknown variant `F33`"),
+    ],
+)
+def test_a_header_safetensors_cannot_open_is_refused_naming_the_file(tmp_path, entry, why):
+    # the offsets are sound, so only safetensors' own parse finds the fault; its words go in the brackets
+    path = write_raw(tmp_path / "m.safetensors", {"decoder.latent_up.weight": entry}, bytes(4))
+    for read in (describe, load_single_file):
+        message = error_message(read, path, error=CheckpointError)
+        assert re.fullmatch(r"m\.safetensors: cannot read the safetensors header \(.+\)", message), message
+        assert why in message
+
+
+def test_a_file_whose_metadata_config_is_not_an_object_is_refused_naming_the_file(tmp_path):
+    path = tmp_path / "m.safetensors"
+    save_file({"w": torch.zeros(1)}, str(path), metadata={"config": "[1, 2]"})
+    for read in (describe, load_single_file):
+        assert error_message(read, path, error=CheckpointError) == (
+            "m.safetensors: the config in its metadata is not a JSON object"
+        )
 
 
 # -- the config in the metadata --------------------------------------------------------------------
