@@ -347,8 +347,11 @@ def write_raw(path, header: dict, data: bytes):
 @pytest.mark.parametrize(
     "entry, why",
     [
-        ({"dtype": "F32", "data_offsets": [0, 4]}, "missing field `shape`"),
-        ({"dtype": "F33", "shape": [1], "data_offsets": [0, 4]}, "unknown variant `F33`"),
+        (
+            {"dtype": "F32", "data_offsets": [0, 4]},
+            "shape",
+        ),  # safetensors names what is wrong (its wording varies by version)
+        ({"dtype": "F33", "shape": [1], "data_offsets": [0, 4]}, "F33"),
     ],
 )
 def test_a_header_safetensors_cannot_open_is_refused_naming_the_file(tmp_path, entry, why):
