@@ -14,6 +14,7 @@ RESULTS = """\
     a.x\u01c1C\u01c1m__mutmut_1: timeout
     b.x_g__mutmut_1: survived
     b.x_g__mutmut_2: survived
+    c.x_h__mutmut_1: not checked
 """
 
 
@@ -44,3 +45,16 @@ def test_sample_score_covers_only_the_checked_sampled_mutants(monkeypatch, capsy
     rows = summarize(monkeypatch, capsys, tmp_path, "--sample", "DIR/sample.txt")
     assert rows["a"][3:5] == ["1/2", "50.0%"]
     assert rows["b"][3:5] == ["0/0", "-"]
+
+
+def test_the_estimate_scores_the_unchecked_like_the_sample_and_borrows_the_whole_samples_rate(
+    monkeypatch, capsys, tmp_path
+):
+    rows = summarize(monkeypatch, capsys, tmp_path, "--sample", "DIR/sample.txt")
+    # a: 2 killed of 3 checked, 1 unchecked scored at the sample's 1/2: 2.5 / 4
+    assert rows["a"][5] == "62.5%"
+    # b: nothing unchecked, no sample of its own: its checked score, 0 of 2
+    assert rows["b"][5] == "0.0%"
+    # c: only an unchecked mutant and no sample of its own: the whole sample's 1/2
+    assert rows["c"][5] == "50.0%"
+    assert rows["all"][5] == f"{100 * 3 / 7:.1f}%"
