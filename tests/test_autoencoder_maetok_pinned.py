@@ -99,3 +99,12 @@ def test_save_pretrained_refuses_pickle_and_passes_its_other_options_on(tmp_path
         "config.json",
         "diffusion_pytorch_model.fp16.safetensors",
     ]
+
+
+@pytest.mark.parametrize("cls", [AutoencoderMAETok, AutoencoderSoftVQ])
+def test_given_scaling_and_shift_factors_win_over_the_token_statistics(cls):
+    """Unset, they come from vq_std / vq_mean; set, pipelines read what was set."""
+    model = cls(**{**TINY, "vq_mean": 0.5, "vq_std": 2.0, "scaling_factor": 0.75, "shift_factor": -0.25})
+    assert (model.config.scaling_factor, model.config.shift_factor) == (0.75, -0.25)
+    derived = cls(**{**TINY, "vq_mean": 0.5, "vq_std": 2.0})
+    assert (derived.config.scaling_factor, derived.config.shift_factor) == (0.5, 0.5)

@@ -188,3 +188,11 @@ def test_a_batch_is_encoded_in_one_pass_unless_slicing_is_enabled(monkeypatch):
         sliced = model.encode_moments(x)
     assert calls == [3, 1, 1, 1]
     torch.testing.assert_close(whole, sliced, rtol=1e-5, atol=1e-6)
+
+
+def test_a_latent_that_is_not_a_tensor_is_refused_as_latents():
+    from diffusers_mdiffae.models.autoencoders.autoencoder_vmae import check_vmae_latents
+
+    with pytest.raises(ValueError) as e:
+        check_vmae_latents([[0.0]], 4, 32, 8)
+    assert str(e.value) == "latents must be a torch.Tensor, got list"
