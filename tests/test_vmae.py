@@ -488,16 +488,19 @@ def test_convert_function_applies_latent_stats_and_dtype(pth, tmp_path):
 def test_a_checkpoint_with_another_global_is_refused_with_the_whole_explanation(fixture, tmp_path):
     import datetime
 
-    path = tmp_path / "dated.pth"
-    torch.save({"model": dict(fixture[0]), "args": datetime.date(2024, 1, 1)}, path)
-    with pytest.raises(CheckpointError) as info:
-        read_vmae_pth(path)
-    assert str(info.value) == (
-        f"{path}: refused to unpickle: it references ['datetime.date']. A VMAE checkpoint needs only tensors, "
-        "plain containers and argparse.Namespace; anything else could run code on this machine, so the file was "
-        "not loaded and nothing in it ran. If you trust its origin, re-save just the weights from trusted code, "
-        "e.g. torch.save(checkpoint['model'], 'weights.pth'), or convert them to safetensors"
-    )
+    # both of torch's formats: the zip one is checked before loading, the legacy one as it is unpickled
+    for zipped in (True, False):
+        path = tmp_path / f"dated-{zipped}.pth"
+        obj = {"model": dict(fixture[0]), "args": datetime.date(2024, 1, 1)}
+        torch.save(obj, path, _use_new_zipfile_serialization=zipped)
+        with pytest.raises(CheckpointError) as info:
+            read_vmae_pth(path)
+        assert str(info.value) == (
+            f"{path}: refused to unpickle: it references ['datetime.date']. A VMAE checkpoint needs only tensors, "
+            "plain containers and argparse.Namespace; anything else could run code on this machine, so the file "
+            "was not loaded and nothing in it ran. If you trust its origin, re-save just the weights from trusted "
+            "code, e.g. torch.save(checkpoint['model'], 'weights.pth'), or convert them to safetensors"
+        )
 
 
 def test_torch_refusal_is_reduced_to_its_last_reason_without_the_allowlisting_advice():
