@@ -133,7 +133,7 @@ def tensor_to_pil(x: torch.Tensor):
     return Image.fromarray(arr.permute(1, 2, 0).numpy(), "RGB")
 
 
-def pad_mode(size: Tuple[int, int], multiple: int = 16) -> str:
+def pad_mode(size: Tuple[int, int], multiple: int) -> str:
     """How :func:`pad_to_multiple` fills the pad of an ``(H, W)`` image: ``"reflect"``, or
     ``"replicate"`` (its edges repeated) when a side is not longer than its pad, which a reflection
     cannot reach across."""

@@ -168,6 +168,6 @@ def test_pad_to_multiple_replicates_edges_of_an_image_smaller_than_the_pad():
 
 def test_pad_mode_reflects_only_while_each_side_is_longer_than_its_pad():
     # to 16: a side of 9 needs 7 more (reflects), 8 needs 8 (cannot), 16 needs none
-    assert pad_mode((9, 9)) == pad_mode((16, 9)) == pad_mode((9, 16)) == "reflect"
-    assert pad_mode((8, 9)) == pad_mode((9, 8)) == pad_mode((1, 1)) == "replicate"
+    assert pad_mode((9, 9), 16) == pad_mode((16, 9), 16) == pad_mode((9, 16), 16) == "reflect"
+    assert pad_mode((8, 9), 16) == pad_mode((9, 8), 16) == pad_mode((1, 1), 16) == "replicate"
     assert pad_mode((2, 3), 4) == "replicate" and pad_mode((3, 3), 4) == "reflect"
