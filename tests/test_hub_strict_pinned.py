@@ -131,3 +131,37 @@ def test_an_accepted_none_does_not_end_the_check_of_the_keys_after_it():
 
 def test_a_string_key_given_a_number_is_refused_asking_for_a_string():
     assert _refusal({"pdg_mode": 3}) == "config: pdg_mode must be a string, got 3 (int)"
+
+
+def test_none_passes_for_a_key_annotated_optional_even_with_a_default():
+    """decoder_seed is Optional[int] = 0: None means unseeded, not a wrong type."""
+    from diffusers_mdiffae import AutoencoderMDiffAE
+    from diffusers_mdiffae.models.hub import validate_config
+
+    validate_config(AutoencoderMDiffAE, {"decoder_seed": None})
+    assert _refusal({"decoder_seed": "7"}) == "config: decoder_seed must be an int, got '7' (str)"
+
+
+def test_a_sequence_key_given_something_else_is_refused_asking_for_a_list():
+    assert _refusal({"block_out_channels": 896}) == "config: block_out_channels must be a list, got 896 (int)"
+
+
+def test_a_state_dict_built_without_a_source_is_called_the_checkpoint_in_refusals():
+    from fixtures.models import make_tiny, make_tiny_tokenizer
+
+    from diffusers_mdiffae.conversion.layouts import CheckpointError
+    from diffusers_mdiffae.conversion.vmae_pth import build_vmae
+    from diffusers_mdiffae.models.hub import build_from_state_dict
+
+    tiny = make_tiny()
+    config = {k: v for k, v in tiny.config.items() if not k.startswith("_")}
+    with pytest.raises(CheckpointError) as e:
+        build_from_state_dict("AutoencoderMDiffAE", config, {**tiny.state_dict(), "extra.weight": torch.zeros(1)})
+    assert str(e.value).startswith("checkpoint does not match AutoencoderMDiffAE(")
+    vmae = make_tiny_tokenizer("vmae")
+    with pytest.raises(CheckpointError) as e:
+        build_vmae(
+            {**vmae.state_dict(), "extra.weight": torch.zeros(1)},
+            {k: v for k, v in vmae.config.items() if not k.startswith("_")},
+        )
+    assert str(e.value).startswith("checkpoint does not match AutoencoderVMAE(")
