@@ -1047,3 +1047,10 @@ def test_a_failed_command_is_one_error_line_unless_tracebacks_are_asked_for(caps
     monkeypatch.setenv("MDIFFAE_TRACEBACK", "1")
     with pytest.raises(RuntimeError, match="disk on fire"):
         cli_module.main(["encode", "a.png", "z.safetensors"])
+
+
+def test_load_model_without_a_spec_loads_the_bundled_checkpoint_in_eval_mode():
+    from diffusers_mdiffae import DEMO_MODEL_DIR
+
+    model = cli_module.load_model(None, "float32")
+    assert model.config._name_or_path == str(DEMO_MODEL_DIR) and not model.training
