@@ -149,3 +149,14 @@ def test_a_decoder_built_with_its_defaults_has_v1s_geometry():
     assert {m.kernel_size for m in convs if m.groups > 1} == {(7, 7)}  # the depthwise convolutions
     assert decoder.adaln_deltas[0].down.out_features == 128
     assert decoder.pdg_mode == "token_mask" and decoder.norm_in.eps == 1e-6
+    # a bare decoder (no autoencoder around it to choose) keeps its activations channels-last
+    assert decoder.memory_format == torch.channels_last
+
+
+def test_a_decoder_built_with_no_arguments_is_v1s_896_wide_and_4_blocks_deep():
+    from diffusers_mdiffae.models.decoder import Decoder
+
+    with torch.device("meta"):  # the full-size model, without allocating it
+        decoder = Decoder()
+    assert decoder.norm_out.weight.shape == (896,) and len(decoder.blocks) == 4
+    assert decoder.out_proj.out_channels == 3 * 16 * 16
