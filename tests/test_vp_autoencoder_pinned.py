@@ -217,3 +217,14 @@ def test_an_image_no_larger_than_a_tile_is_encoded_whole(size):
     model.enable_tiling(tile_sample_min_size=32, tile_overlap_factor=0.25)
     assert model.encode(x).latent.dtype == plain.dtype == torch.float64
     assert torch.equal(model.encode(x).latent, plain)
+
+
+@torch.no_grad()
+def test_an_image_wider_than_a_tile_but_not_taller_is_tiled_both_ways():
+    """Either side past the tile size is enough; a 32 px tall, 96 px wide image with 32 px tiles."""
+    model = make_tiny()
+    x = images(1, 32, 96)
+    z = model.encode(x).latent
+    model.enable_tiling(tile_sample_min_size=32, tile_overlap_factor=0.25)
+    assert model.encode(x).latent.shape == z.shape == (1, 64, 2, 6)
+    assert model.decode(z, num_inference_steps=1).sample.shape == (1, 3, 32, 96)
