@@ -236,3 +236,11 @@ def test_training_step_gives_the_decoder_everything_on_the_images_device():
     with pytest.raises(_Reached):
         diffusion_loss(model, _meta(2, 3, 8, 8), torch.Generator().manual_seed(0), cfg)
     assert model.seen == {"x_t": META, "t": META, "z": META, "keep_mask": META}
+
+
+def test_a_tiled_encode_blends_its_tiles_on_the_images_device():
+    from fixtures.models import make_tiny
+
+    model = make_tiny().to(META)
+    model.enable_tiling(tile_sample_min_size=32, tile_overlap_factor=0.25)
+    assert model.encode(_meta(1, 3, 64, 64)).latent_dist.mode().device == META
