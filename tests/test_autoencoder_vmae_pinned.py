@@ -196,3 +196,12 @@ def test_a_latent_that_is_not_a_tensor_is_refused_as_latents():
     with pytest.raises(ValueError) as e:
         check_vmae_latents([[0.0]], 4, 32, 8)
     assert str(e.value) == "latents must be a torch.Tensor, got list"
+
+
+def test_save_pretrained_passes_its_options_on_and_adds_the_licence_note(tmp_path):
+    make_tiny_tokenizer("vmae").save_pretrained(tmp_path / "v", variant="fp16")
+    assert sorted(p.name for p in (tmp_path / "v").iterdir()) == [
+        "LICENSE_NOTE.md",
+        "config.json",
+        "diffusion_pytorch_model.fp16.safetensors",
+    ]

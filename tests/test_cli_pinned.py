@@ -1054,3 +1054,20 @@ def test_load_model_without_a_spec_loads_the_bundled_checkpoint_in_eval_mode():
 
     model = cli_module.load_model(None, "float32")
     assert model.config._name_or_path == str(DEMO_MODEL_DIR) and not model.training
+
+
+def test_a_one_file_failure_names_the_file_once(tmp_path, capsys, codec):
+    src = tmp_path / "broken.png"
+    src.write_bytes(b"not an image")
+    rc, _, err = cli(capsys, "reconstruct", src, tmp_path / "o.png")
+    # the loader's message already starts with the file's name: it is said once, not twice
+    assert rc == 1 and err.startswith(f"error: {src}: cannot read image (")
+
+
+def test_progress_bars_follow_the_terminal_width(monkeypatch):
+    import tqdm.auto
+
+    made = []
+    monkeypatch.setattr(tqdm.auto, "tqdm", lambda items, **kwargs: made.append(kwargs) or items)
+    assert cli_module._progress([1, 2], "reconstruct") == [1, 2]
+    assert made == [{"desc": "reconstruct", "disable": False, "dynamic_ncols": True}]

@@ -464,3 +464,12 @@ def test_each_vmae_training_checkpoint_of_a_shared_folder_loads_from_its_own_fil
         loaded = load_tokenizer(tmp_path / name)
         assert type(loaded).__name__ == "AutoencoderVMAE"
         assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), tiny.state_dict().values()))
+
+
+def test_a_saved_folder_loads_from_the_folder_itself(tmp_path):
+    from diffusers_mdiffae.comfy_bridge import load_any
+
+    tiny = make_tiny()
+    tiny.save_pretrained(tmp_path / "m")
+    loaded = load_any(tmp_path / "m")
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), tiny.state_dict().values()))
