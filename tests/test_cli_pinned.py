@@ -1071,3 +1071,11 @@ def test_progress_bars_follow_the_terminal_width(monkeypatch):
     monkeypatch.setattr(tqdm.auto, "tqdm", lambda items, **kwargs: made.append(kwargs) or items)
     assert cli_module._progress([1, 2], "reconstruct") == [1, 2]
     assert made == [{"desc": "reconstruct", "disable": False, "dynamic_ncols": True}]
+
+
+def test_a_folder_that_is_not_a_model_is_refused_with_the_loaders_reason(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(cli_module.CLIError) as e:
+        cli_module.load_model(str(tmp_path / "empty"), "float32")
+    message = str(e.value)
+    assert message.startswith(f"{tmp_path / 'empty'}: cannot load model (") and "config.json" in message

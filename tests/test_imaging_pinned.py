@@ -171,3 +171,12 @@ def test_pad_mode_reflects_only_while_each_side_is_longer_than_its_pad():
     assert pad_mode((9, 9), 16) == pad_mode((16, 9), 16) == pad_mode((9, 16), 16) == "reflect"
     assert pad_mode((8, 9), 16) == pad_mode((9, 8), 16) == pad_mode((1, 1), 16) == "replicate"
     assert pad_mode((2, 3), 4) == "replicate" and pad_mode((3, 3), 4) == "reflect"
+
+
+def test_tensor_to_pil_takes_one_image_and_refuses_a_batch_saying_its_size():
+    from diffusers_mdiffae.imaging import tensor_to_pil
+
+    assert tensor_to_pil(torch.zeros(1, 3, 2, 4)).size == (4, 2)
+    with pytest.raises(ValueError) as e:
+        tensor_to_pil(torch.zeros(2, 3, 2, 4))
+    assert str(e.value) == "expected a single image, got a batch of 2"
