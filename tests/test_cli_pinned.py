@@ -116,9 +116,11 @@ def _train_args(tmp_path, **kw):
     return argparse.Namespace(**{**base, **kw})
 
 
-def test_train_requires_its_data(tmp_path, capsys):
+def test_train_requires_its_data_and_its_output_folder(tmp_path, capsys):
     rc, _, err = cli(capsys, "train", "--output-dir", tmp_path / "run")
     assert rc == 2 and "the following arguments are required: --data" in err
+    rc, _, err = cli(capsys, "train", "--data", tmp_path)
+    assert rc == 2 and "the following arguments are required: --output-dir" in err
 
 
 def test_train_data_skimage_is_not_a_folder_name(tmp_path, monkeypatch):

@@ -165,3 +165,11 @@ def test_a_state_dict_built_without_a_source_is_called_the_checkpoint_in_refusal
             {k: v for k, v in vmae.config.items() if not k.startswith("_")},
         )
     assert str(e.value).startswith("checkpoint does not match AutoencoderVMAE(")
+
+
+def test_a_folder_without_a_readable_tokenizer_config_is_not_a_tokenizer_snapshot(tmp_path):
+    from diffusers_mdiffae.models.hub import is_tokenizer_snapshot
+
+    assert not is_tokenizer_snapshot(tmp_path)  # no config.json
+    (tmp_path / "config.json").write_text("{not json")
+    assert not is_tokenizer_snapshot(tmp_path)
