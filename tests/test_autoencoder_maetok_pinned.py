@@ -108,3 +108,14 @@ def test_given_scaling_and_shift_factors_win_over_the_token_statistics(cls):
     assert (model.config.scaling_factor, model.config.shift_factor) == (0.75, -0.25)
     derived = cls(**{**TINY, "vq_mean": 0.5, "vq_std": 2.0})
     assert (derived.config.scaling_factor, derived.config.shift_factor) == (0.5, 0.5)
+
+
+@pytest.mark.parametrize("kind", ["maetok", "softvq"])
+def test_float32_tokens_decode_through_a_bfloat16_model(kind):
+    from fixtures.models import make_tiny_tokenizer
+
+    model = make_tiny_tokenizer(kind)
+    size = model.config.image_size
+    tokens = model.encode(torch.rand(1, 3, size, size) * 2 - 1).latent_dist.mode()
+    image = model.to(torch.bfloat16).decode(tokens.float()).sample
+    assert image.dtype == torch.bfloat16 and image.shape == (1, 3, size, size)

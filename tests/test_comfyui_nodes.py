@@ -704,3 +704,10 @@ def test_graphs_leave_room_under_every_node():
                 assert not overlap, (name, a[4]["type"], b[4]["type"])
             if a[4]["type"] in bw.IMAGE_NODES:
                 assert a[4]["size"][1] >= bw.WIDTH + 60
+
+
+def test_two_bad_values_make_one_message_of_their_sentences_joined_by_semicolons(comfy):
+    assert comfy.nodes.MDiffAEDecode.validate_inputs(steps=2.5, sampler="x") == (
+        "steps must be a whole number from 1 to 100, got 2.5; sampler 'x' is not one of its choices: "
+        "'ddim', 'dpmpp_2m'."
+    )
