@@ -1081,3 +1081,8 @@ def test_a_folder_that_is_not_a_model_is_refused_with_the_loaders_reason(tmp_pat
         cli_module.load_model(str(tmp_path / "empty"), "float32")
     message = str(e.value)
     assert message.startswith(f"{tmp_path / 'empty'}: cannot load model (") and "config.json" in message
+
+
+def test_the_parsed_arguments_name_their_command():
+    args = cli_module.build_parser().parse_args(["reconstruct", "a.png", "b.png"])
+    assert args.command == "reconstruct" and (args.input, args.output) == ("a.png", "b.png")
