@@ -119,3 +119,26 @@ def test_float32_tokens_decode_through_a_bfloat16_model(kind):
     tokens = model.encode(torch.rand(1, 3, size, size) * 2 - 1).latent_dist.mode()
     image = model.to(torch.bfloat16).decode(tokens.float()).sample
     assert image.dtype == torch.bfloat16 and image.shape == (1, 3, size, size)
+
+
+def test_a_hub_tokenizer_downloads_only_its_config_and_weights_at_the_asked_revision(maetok, tmp_path, monkeypatch):
+    """The tokenizers ship no code package: only config.json and the safetensors are fetched."""
+    import huggingface_hub
+
+    config, overrides, state = maetok
+    snap = write_original_folder(tmp_path / "snap", config, state)
+    asked = []
+
+    def config_download(repo, name, subfolder=None, **kw):
+        asked.append(("config", kw))
+        return str(snap / name)
+
+    def snapshot(repo, allow_patterns, **kw):
+        asked.append((allow_patterns, kw))
+        return str(snap)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", config_download)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot)
+    model = AutoencoderMAETok.from_pretrained("org/maetok-b-128", vit_overrides=overrides, revision="v1")
+    assert asked == [("config", {"revision": "v1"}), (["config.json", "*.safetensors"], {"revision": "v1"})]
+    assert isinstance(model, AutoencoderMAETok)
