@@ -1086,3 +1086,15 @@ def test_a_folder_that_is_not_a_model_is_refused_with_the_loaders_reason(tmp_pat
 def test_the_parsed_arguments_name_their_command():
     args = cli_module.build_parser().parse_args(["reconstruct", "a.png", "b.png"])
     assert args.command == "reconstruct" and (args.input, args.output) == ("a.png", "b.png")
+
+
+def test_a_model_folder_refusal_names_the_folder_once(tmp_path):
+    """The snapshot reader's message starts with the folder too; the CLI's sentence says it once."""
+    from test_convert import ORIGINAL
+
+    snap = tmp_path / "snap"
+    snap.mkdir()
+    (snap / "config.json").write_text(json.dumps(ORIGINAL["mdiffae_v1"][0]))
+    with pytest.raises(cli_module.CLIError) as e:
+        cli_module.load_model(str(snap), "float32")
+    assert str(e.value) == f"{snap}: cannot load model (expected model.safetensors)"
