@@ -147,14 +147,14 @@ def test_a_sequence_key_given_something_else_is_refused_asking_for_a_list():
 
 
 def test_a_state_dict_built_without_a_source_is_called_the_checkpoint_in_refusals():
-    from fixtures.models import make_tiny, make_tiny_tokenizer
+    from fixtures.models import make_tiny, make_tiny_tokenizer, public_config
 
     from diffusers_mdiffae.conversion.layouts import CheckpointError
     from diffusers_mdiffae.conversion.vmae_pth import build_vmae
     from diffusers_mdiffae.models.hub import build_from_state_dict
 
     tiny = make_tiny()
-    config = {k: v for k, v in tiny.config.items() if not k.startswith("_")}
+    config = public_config(tiny.config)
     with pytest.raises(CheckpointError) as e:
         build_from_state_dict("AutoencoderMDiffAE", config, {**tiny.state_dict(), "extra.weight": torch.zeros(1)})
     assert str(e.value).startswith("checkpoint does not match AutoencoderMDiffAE(")
@@ -162,7 +162,7 @@ def test_a_state_dict_built_without_a_source_is_called_the_checkpoint_in_refusal
     with pytest.raises(CheckpointError) as e:
         build_vmae(
             {**vmae.state_dict(), "extra.weight": torch.zeros(1)},
-            {k: v for k, v in vmae.config.items() if not k.startswith("_")},
+            public_config(vmae.config),
         )
     assert str(e.value).startswith("checkpoint does not match AutoencoderVMAE(")
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from fixtures.models import public_config
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
@@ -179,8 +180,7 @@ def test_save_and_load_round_trip_is_bit_identical(name, models, fixtures, tmp_p
     loaded = type(model).from_pretrained(tmp_path)
     a, b = model.state_dict(), loaded.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    public = lambda c: {k: v for k, v in c.items() if not k.startswith("_")}  # noqa: E731
-    assert public(loaded.config) == public(model.config)
+    assert public_config(loaded.config) == public_config(model.config)
     with torch.no_grad():
         assert torch.equal(loaded(cases["case.encode.images"]).sample, model(cases["case.encode.images"]).sample)
 

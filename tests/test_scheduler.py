@@ -8,6 +8,7 @@ import math
 
 import pytest
 import torch
+from fixtures.models import public_config
 
 from diffusers_mdiffae import VPDDIMScheduler, VPDPMSolverMultistepScheduler
 from diffusers_mdiffae.schedulers.vp_schedule import time_grid
@@ -204,8 +205,7 @@ def test_config_round_trip_through_its_own_file(tmp_path):
     data = json.loads((tmp_path / "scheduler_config.json").read_text())
     assert data["_class_name"] == "VPDDIMScheduler" and data["pixel_noise_std"] == 0.5
     loaded = VPDDIMScheduler.from_pretrained(tmp_path)
-    strip = lambda c: {k: v for k, v in c.items() if not k.startswith("_")}  # noqa: E731
-    assert strip(loaded.config) == strip(s.config)
+    assert public_config(loaded.config) == public_config(s.config)
 
 
 def test_bad_schedule_parameters_are_refused():
