@@ -458,16 +458,15 @@ def _check_train_args(args) -> Path:
 
 
 def _objective_overrides(args) -> dict:
-    """The ``ObjectiveConfig`` fields the command line set away from their defaults (saved with each checkpoint)."""
+    """The ``ObjectiveConfig`` fields given on the command line (saved with each checkpoint; the rest keep their defaults)."""
     given = {
         "token_mask_prob": args.token_mask_prob,
         "sigmoid_bias": args.sigmoid_bias,
         "gradient_weight": args.gradient_weight,
+        "umd_ratio": args.umd_ratio,
+        "umd_mask_ratio": args.umd_mask_ratio,
     }
-    out = {k: v for k, v in given.items() if v is not None}
-    if args.umd_ratio:
-        out.update(umd_ratio=args.umd_ratio, umd_mask_ratio=args.umd_mask_ratio)
-    return out
+    return {k: v for k, v in given.items() if v is not None}
 
 
 def cmd_train(args) -> int:
@@ -774,14 +773,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument(
         "--umd-ratio",
         type=float_in(0.0, 1.0),
-        default=0.0,
         help="UMD objective: fraction of samples given a noise-free step with masked pixel patches "
         "(r_{t=0}; default 0 = the published objective)",
     )
     sp.add_argument(
         "--umd-mask-ratio",
         type=float_in(0.0, 1.0, high_open=True),
-        default=0.9,
         help="UMD: fraction of pixel patches blanked in those samples, in [0, 1) (default: 0.9)",
     )
     sp.set_defaults(fn=cmd_train)

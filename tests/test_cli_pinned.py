@@ -240,6 +240,8 @@ def test_train_defaults_reach_the_training_config(tmp_path, capsys, recorded_tra
     [
         ("--gradient-weight", "-1"),
         ("--gradient-weight", "nan"),
+        ("--gradient-weight", "1000000.5"),
+        ("--umd-ratio", "1.5"),
         ("--token-mask-prob", "1.5"),
         ("--sigmoid-bias", "inf"),
         ("--color-jitter", "1"),
@@ -250,6 +252,25 @@ def test_train_refuses_objective_values_out_of_range_by_option_name(tmp_path, ca
     data.mkdir()
     code, out, err = cli(capsys, "train", "--data", data, "--output-dir", tmp_path / "out", option, value)
     assert code == 2 and option in err and recorded_train["train"] == []
+
+
+def test_train_objective_options_accept_their_bounds_and_leave_the_rest_to_the_objective(
+    tmp_path, capsys, recorded_train
+):
+    from diffusers_mdiffae.training.objective import ObjectiveConfig
+
+    data = tmp_path / "photos"
+    data.mkdir()
+    base = ["train", "--data", data, "--output-dir", tmp_path / "out"]
+    for extra, objective in (
+        (["--gradient-weight", "0.5"], {"gradient_weight": 0.5}),
+        (["--gradient-weight", "1e6"], {"gradient_weight": 1e6}),
+        (["--umd-ratio", "1"], {"umd_ratio": 1.0}),
+    ):
+        assert cli(capsys, *base, *extra) == (0, "", "")
+        assert recorded_train["train"][-1][0].objective == objective
+    # --umd-ratio alone blanks the objective's default fraction of pixel patches, 0.9
+    assert ObjectiveConfig(**recorded_train["train"][-1][0].objective).umd_mask_ratio == 0.9
 
 
 @pytest.mark.parametrize(

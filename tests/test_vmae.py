@@ -276,6 +276,10 @@ def test_a_supported_variant_with_both_pixel_head_parts_is_not_refused(fixture):
         ),
         (lambda s: s.update({"pos_embed": _z(1, 15, 24)}), "pos_embed holds 15 tokens, not a square grid"),
         (
+            lambda s: s.update({"from_latent.weight": _z(24)}),
+            "from_latent.weight has shape [24], expected 2 dimensions",
+        ),
+        (
             lambda s: s.update({"blocks.5.norm1.weight": _z(24)}),
             "blocks block indices are not 0..2: [0, 1, 5]",
         ),
