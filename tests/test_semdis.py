@@ -61,6 +61,31 @@ def test_posterior_sample_differs_from_the_mode_by_the_posterior_sigma(model):
     assert torch.allclose(dist.std, sigma_w, rtol=1e-4)  # DiagonalGaussianDistribution users see the same moments
 
 
+def test_posterior_moments_in_closed_form():
+    """logsnr = log 3 gives alpha = sqrt(3)/2, sigma = 1/2; -log 3 swaps them; whitening is (z - m) / s."""
+    log3 = torch.tensor(3.0).log().item()
+    mean = torch.tensor([[[[1.0, 2.0]], [[-4.0, 0.5]]]])  # [1, 2, 1, 2]
+    logsnr = torch.tensor([[[[log3, -log3]], [[0.0, log3]]]])
+    post = VPPosterior(mean, logsnr, torch.tensor([0.5, -1.0]), torch.tensor([2.0, 0.25]))
+    r3, h = 3**0.5 / 2, 0.5**0.5
+    alpha = torch.tensor([[[[r3, 0.5]], [[h, r3]]]])
+    sigma = torch.tensor([[[[0.5, r3]], [[h, 0.5]]]])
+    assert torch.allclose(post.alpha, alpha) and torch.allclose(post.sigma, sigma)
+    shift, scale = torch.tensor([0.5, -1.0]).view(1, 2, 1, 1), torch.tensor([2.0, 0.25]).view(1, 2, 1, 1)
+    assert torch.allclose(post.mode(), (alpha * mean - shift) / scale)
+    assert torch.allclose(post.mean, post.mode()) and torch.allclose(post.std, sigma / scale)
+
+
+def test_posterior_of_a_bfloat16_encoder_keeps_its_dtype_and_rounds_the_mode_like_it():
+    log3 = torch.tensor(3.0).log().item()
+    mean = torch.ones(1, 1, 1, 1, dtype=torch.bfloat16)
+    post = VPPosterior(mean, torch.full((1, 1, 1, 1), log3, dtype=torch.bfloat16), torch.zeros(1), torch.ones(1))
+    assert post.mean.dtype == post.std.dtype == post.logvar.dtype == torch.bfloat16
+    # alpha * 1 = 0.8660... is rounded to bfloat16 (0.8671875) as the encoder would, then whitened in float32
+    mode = post.mode()
+    assert mode.dtype == torch.float32 and mode.item() == torch.tensor(3**0.5 / 2).to(torch.bfloat16).item()
+
+
 def test_decode_dewhitens_before_the_decoder(model):
     z = torch.randn(1, 128, 2, 2)
     with torch.no_grad():
