@@ -443,6 +443,9 @@ def test_bad_constructor_arguments_are_refused(cls, args, needle):
 def test_fresh_model_runs_and_supports_gradient_checkpointing():
     torch.manual_seed(0)
     model = AutoencoderMAETok(**TINY)
+    for name, p in model.named_parameters():
+        if name.endswith(".gamma"):  # LayerScale at 1 (its 1e-5 init would hide what the blocks do)
+            p.data.fill_(1.0)
     x = torch.rand(2, 3, 32, 32) * 2 - 1
 
     def grads():
@@ -454,7 +457,7 @@ def test_fresh_model_runs_and_supports_gradient_checkpointing():
     model.enable_gradient_checkpointing()
     checkpointed = grads()
     assert plain.keys() == checkpointed.keys()
-    assert all(torch.allclose(plain[k], checkpointed[k], atol=1e-6) for k in plain)
+    assert all(torch.allclose(plain[k], checkpointed[k], rtol=1e-4, atol=1e-7) for k in plain)
     assert model.encode(x).latent.shape == (2, 4, 4)
 
 
