@@ -136,3 +136,16 @@ def test_a_vit_block_defaults_to_layernorm_eps_1e_6_and_an_mlp_4_times_wider():
     assert torch.equal(block.ls2.gamma.detach(), torch.full((16,), 1e-5))
     other = ViTBlock(16, 2, mlp_ratio=2.5, norm_eps=1e-5)
     assert other.norm1.eps == other.norm2.eps == 1e-5 and other.mlp.fc1.out_features == 40
+
+
+def test_rope_rotates_from_the_first_token_unless_told_where_to_start():
+    torch.manual_seed(0)
+    block = ViTBlock(16, 2)
+    for scale in (block.ls1, block.ls2):
+        scale.gamma.data.fill_(1.0)
+    x = torch.randn(1, 5, 16)
+    rope = MixedRoPE2D(16, 2, 1)(2, 2)[0]  # [heads, 4 tokens, head_dim / 2]
+    with torch.no_grad():
+        for module, inp in ((block.attn, block.norm1(x)), (block, x)):
+            assert torch.equal(module(inp, rope), module(inp, rope, 0))
+            assert not torch.allclose(module(inp, rope), module(inp, rope, 1))
