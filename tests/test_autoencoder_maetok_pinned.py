@@ -39,6 +39,33 @@ def test_every_size_must_be_a_positive_int(name, value):
     assert refusal(**{name: value}) == f"{name} must be a positive int, got {value}"
 
 
+def test_the_size_check_refuses_bools_and_non_ints_on_its_own():
+    """Constructors type-check first; the helper still refuses what that check would have caught."""
+    from diffusers_mdiffae.models.autoencoders.autoencoder_maetok import _positive_int
+
+    assert error_message(_positive_int, "codebook_size", True) == "codebook_size must be a positive int, got True"
+    assert error_message(_positive_int, "num_codebooks", 2.0) == "num_codebooks must be a positive int, got 2.0"
+    _positive_int("num_codebooks", 2)
+
+
+@pytest.mark.parametrize(
+    "cls, args, message",
+    [
+        (AutoencoderMAETok, {"image_size": True}, "image_size must be an int, got True (bool)"),
+        (AutoencoderSoftVQ, {"codebook_size": 2.0}, "codebook_size must be an int, got 2.0 (float)"),
+    ],
+)
+def test_a_mistyped_argument_is_refused_naming_the_class_it_was_given_to(cls, args, message):
+    assert refusal(cls, **args) == f"{cls.__name__} argument: {message}"
+
+
+def test_a_rope_head_width_not_divisible_by_4_is_refused_as_an_int():
+    assert refusal(encoder_embed_dim=24, encoder_num_heads=4) == (
+        "mixed 2-D RoPE needs a encoder head width divisible by 4, got 6"
+    )
+    assert refusal(decoder_num_heads=8) == "mixed 2-D RoPE needs a decoder head width divisible by 4, got 2"
+
+
 def test_mlp_ratio_must_be_positive():
     assert refusal(mlp_ratio=0.0) == "mlp_ratio must be positive, got 0.0"
     assert refusal(AutoencoderSoftVQ, mlp_ratio=-1.5) == "mlp_ratio must be positive, got -1.5"

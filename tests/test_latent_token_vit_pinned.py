@@ -4,6 +4,7 @@ The parameter names and shapes are what ``save_pretrained`` writes and a saved f
 (token order ``[cls, N image tokens, L latent tokens]``, every table with a leading batch axis of 1).
 """
 
+import pytest
 import torch
 
 from diffusers_mdiffae.models.latent_token_vit import LatentTokenDecoder, LatentTokenEncoder, SoftVectorQuantizer
@@ -79,3 +80,57 @@ def test_without_l2_norm_the_codebooks_are_used_as_stored():
     assert torch.equal(raw.codebooks(), raw.embedding)
     unit = SoftVectorQuantizer(8, 4)  # with it, every row has length 1
     torch.testing.assert_close(unit.codebooks().norm(dim=-1), torch.ones(1, 8))
+
+
+def rope_magnitudes(vit) -> torch.Tensor:
+    """|(fx, fy)| per layer, head, (cos, cos + pi/2) half and j, for SIZES' head width 8."""
+    return torch.hypot(vit.rope.freqs[0], vit.rope.freqs[1]).detach().view(2, 2, 2, 2)
+
+
+@pytest.mark.parametrize("cls", [LatentTokenEncoder, LatentTokenDecoder])
+def test_built_with_its_defaults_a_vit_has_4x_mlps_layernorm_eps_1e_6_and_rope_theta_10(cls):
+    torch.manual_seed(0)
+    vit = cls(**SIZES, use_rope=True)
+    assert vit.norm.eps == 1e-6
+    for block in vit.blocks:
+        assert block.norm1.eps == block.norm2.eps == 1e-6
+        assert block.mlp.fc1.out_features == 64
+    # theta ** (-4 j / head_dim) for head_dim 8, j = 0, 1
+    torch.testing.assert_close(rope_magnitudes(vit), torch.tensor([1.0, 10**-0.5]).expand(2, 2, 2, 2))
+
+
+@pytest.mark.parametrize("cls", [LatentTokenEncoder, LatentTokenDecoder])
+def test_the_given_mlp_ratio_norm_eps_and_rope_theta_reach_every_block_and_the_rope(cls):
+    torch.manual_seed(0)
+    vit = cls(**SIZES, mlp_ratio=2.5, norm_eps=1e-5, use_rope=True, rope_theta=100.0)
+    assert vit.norm.eps == 1e-5
+    for block in vit.blocks:
+        assert block.norm1.eps == block.norm2.eps == 1e-5
+        assert block.mlp.fc1.out_features == 40
+    torch.testing.assert_close(rope_magnitudes(vit), torch.tensor([1.0, 100**-0.5]).expand(2, 2, 2, 2))
+
+
+# Wide and blockless, so that every table holds thousands of draws and building stays cheap.
+WIDE = {"image_size": 16, "patch_size": 4, "dim": 2048, "depth": 0, "num_heads": 1, "num_latent_tokens": 2}
+
+
+@pytest.mark.parametrize(
+    "cls, name",
+    [
+        (LatentTokenEncoder, "cls_token"),
+        (LatentTokenEncoder, "latent_pos_embed"),
+        (LatentTokenEncoder, "pos_embed"),
+        (LatentTokenEncoder, "latent_tokens"),
+        (LatentTokenDecoder, "cls_token"),
+        (LatentTokenDecoder, "latent_pos_embed"),
+        (LatentTokenDecoder, "pos_embed"),
+        (LatentTokenDecoder, "mask_token"),
+    ],
+)
+def test_the_learned_tokens_and_position_tables_start_as_small_normal_noise_of_std_0_02(cls, name):
+    torch.manual_seed(0)
+    table = getattr(cls(**WIDE), name).detach()
+    assert table.numel() >= 2048
+    # 2048 draws: the sample std is within about 2 % of the true one; 10 % leaves a wide margin
+    assert 0.018 < table.std().item() < 0.022
+    assert abs(table.mean().item()) < 0.002

@@ -10,10 +10,13 @@ import math
 
 import pytest
 import torch
+from fixtures.errors import error_message
 
 from diffusers_mdiffae.models.vit_blocks import (
+    Attention,
     LayerScale,
     MixedRoPE2D,
+    PatchEmbed,
     ViTBlock,
     grid_coordinates,
     init_mixed_rope_freqs,
@@ -149,3 +152,14 @@ def test_rope_rotates_from_the_first_token_unless_told_where_to_start():
         for module, inp in ((block.attn, block.norm1(x)), (block, x)):
             assert torch.equal(module(inp, rope), module(inp, rope, 0))
             assert not torch.allclose(module(inp, rope), module(inp, rope, 1))
+
+
+def test_attention_refuses_a_width_its_heads_do_not_divide_naming_both():
+    assert error_message(Attention, 10, 3) == "width 10 is not divisible by 3 heads"
+    assert error_message(ViTBlock, 16, 3) == "width 16 is not divisible by 3 heads"
+
+
+def test_a_patch_embedding_keeps_its_patch_size_and_makes_one_token_per_patch():
+    embed = PatchEmbed(3, 16, 8)
+    assert embed.patch_size == 8
+    assert embed(torch.zeros(2, 3, 32, 24)).shape == (2, 12, 16)
