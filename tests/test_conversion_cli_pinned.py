@@ -139,10 +139,20 @@ def test_min_psnr_moves_the_bar_of_the_warning(tiny_snapshot, tmp_path, capsys, 
 def test_dtype_sets_the_saved_weights_but_the_frequency_table_stays_float32(
     tiny_snapshot, tmp_path, capsys, dtype, short
 ):
+    import logging
+
     from safetensors import safe_open
 
     out = tmp_path / "out"
-    assert main([str(tiny_snapshot), str(out), "--dtype", dtype]) == 0
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logging.getLogger("diffusers").addHandler(handler)
+    try:
+        assert main([str(tiny_snapshot), str(out), "--dtype", dtype]) == 0
+    finally:
+        logging.getLogger("diffusers").removeHandler(handler)
+    assert [r.getMessage() for r in records] == []  # no diffusers warning about the cast
     with safe_open(str(out / "diffusion_pytorch_model.safetensors"), "pt") as f:
         dtypes = {k: f.get_slice(k).get_dtype() for k in f.keys()}
     # rounded to half precision the sinusoidal frequencies would drift; the model keeps them float32

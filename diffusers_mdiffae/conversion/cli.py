@@ -75,10 +75,18 @@ def _warn_if_implausible(value: float, min_psnr: float, what: str, hint: str) ->
     )
 
 
-def run(args) -> int:
+def _save(model, out: Path, args) -> None:
+    """Write ``model`` in ``--dtype`` to the folder ``out``, whole or not at all."""
     import torch
 
     from ..atomic import atomic_directory
+
+    with atomic_directory(out, overwrite=args.overwrite) as tmp:
+        # torch's own .to: ModelMixin.to warns on every dtype cast about an empty fp32 module list
+        torch.nn.Module.to(model, getattr(torch, args.dtype)).save_pretrained(tmp)
+
+
+def run(args) -> int:
     from ..models.hub import convert_original_snapshot
     from ..outputs import OutputError, check_output_not_input
     from ..verify import PLAUSIBLE_PSNR_DB, VERIFY_TOLERANCE, sample_psnr, verify_against_original
@@ -133,8 +141,7 @@ def run(args) -> int:
             "The tensor names may have matched the wrong layers. Run with --verify to compare against "
             "the original code.",
         )
-        with atomic_directory(out, overwrite=args.overwrite) as tmp:
-            model.to(getattr(torch, args.dtype)).save_pretrained(tmp)
+        _save(model, out, args)
     except (CheckpointError, OSError) as e:
         _error(f"{e}; nothing written")
         return 1
@@ -150,7 +157,6 @@ def run_vmae(args, pth: Path, out: Path) -> int:
     import torch
     import torch.nn.functional as F
 
-    from ..atomic import atomic_directory
     from ..metrics import psnr
     from ..verify import load_sample_image
     from .layouts import CheckpointError
@@ -188,8 +194,7 @@ def run_vmae(args, pth: Path, out: Path) -> int:
             "a trained VMAE",
             "Check the head counts (--num-heads / --decoder-num-heads) and the checkpoint.",
         )
-        with atomic_directory(out, overwrite=args.overwrite) as tmp:
-            torch.nn.Module.to(model, getattr(torch, args.dtype)).save_pretrained(tmp)  # ModelMixin.to warns
+        _save(model, out, args)
     except (CheckpointError, OSError) as e:
         _error(f"{e}; nothing written")
         return 1
