@@ -61,9 +61,9 @@ def test_a_mistyped_argument_is_refused_naming_the_class_it_was_given_to(cls, ar
 
 def test_a_rope_head_width_not_divisible_by_4_is_refused_as_an_int():
     assert refusal(encoder_embed_dim=24, encoder_num_heads=4) == (
-        "mixed 2-D RoPE needs a encoder head width divisible by 4, got 6"
+        "mixed 2-D RoPE needs the encoder head width divisible by 4, got 6"
     )
-    assert refusal(decoder_num_heads=8) == "mixed 2-D RoPE needs a decoder head width divisible by 4, got 2"
+    assert refusal(decoder_num_heads=8) == "mixed 2-D RoPE needs the decoder head width divisible by 4, got 2"
 
 
 def test_mlp_ratio_must_be_positive():

@@ -127,7 +127,7 @@ class LatentTokenAutoencoder(ModelMixin, AutoencoderMixin, ConfigMixin):
             if dim % heads:
                 raise ValueError(f"{side}_embed_dim {dim} is not divisible by {side}_num_heads {heads}")
             if args["use_rope"] and (dim // heads) % 4:
-                raise ValueError(f"mixed 2-D RoPE needs a {side} head width divisible by 4, got {dim // heads}")
+                raise ValueError(f"mixed 2-D RoPE needs the {side} head width divisible by 4, got {dim // heads}")
         if not args["mlp_ratio"] > 0:
             raise ValueError(f"mlp_ratio must be positive, got {args['mlp_ratio']}")
         if not (math.isfinite(args["vq_std"]) and args["vq_std"] > 0):
