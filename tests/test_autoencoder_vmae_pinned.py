@@ -212,3 +212,11 @@ def test_save_pretrained_passes_its_options_on_and_adds_the_licence_note(tmp_pat
         "config.json",
         "diffusion_pytorch_model.fp16.safetensors",
     ]
+
+
+def test_the_vmae_attention_refuses_a_width_its_heads_do_not_divide_naming_both():
+    from diffusers_mdiffae.models.mae_vit_blocks import MAEAttention
+
+    with pytest.raises(ValueError) as e:
+        MAEAttention(10, 3)
+    assert str(e.value) == "width 10 is not divisible by num_heads=3"
