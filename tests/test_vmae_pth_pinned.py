@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import zipfile
 
 import pytest
 import torch
@@ -17,7 +18,12 @@ from safetensors.torch import load_file
 from test_vmae import FIXTURE, HEADS
 
 from diffusers_mdiffae.conversion.layouts import CheckpointError
-from diffusers_mdiffae.conversion.vmae_pth import config_from_state_dict, read_vmae_pth, select_state_dict
+from diffusers_mdiffae.conversion.vmae_pth import (
+    build_vmae,
+    config_from_state_dict,
+    read_vmae_pth,
+    select_state_dict,
+)
 
 
 @pytest.fixture(scope="module")
@@ -133,3 +139,50 @@ def test_loading_a_mismatching_pth_names_the_file_and_its_entry(tmp_path):
     message = error_message(load_vmae_pth, pth, error=CheckpointError, num_heads=12, decoder_num_heads=12)
     assert message.startswith(f"{pth} (entry 'model') does not match AutoencoderVMAE({{")
     assert "extra.weight" in message
+
+
+def test_a_pth_holding_no_dictionary_is_refused_naming_the_file(tmp_path):
+    path = tmp_path / "list.pth"
+    torch.save([torch.zeros(1)], path)
+    assert refusal(read_vmae_pth, path) == f"{path}: holds a list, not a checkpoint dictionary"
+
+
+def test_a_zip_that_is_not_a_torch_checkpoint_is_refused_with_torchs_reason(tmp_path):
+    path = tmp_path / "notes.pth"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("readme.txt", "not tensors")
+    with pytest.raises(RuntimeError) as torch_error:  # torch's own words, which the refusal passes on
+        torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+    assert refusal(read_vmae_pth, path) == f"{path}: not a torch checkpoint ({torch_error.value})"
+
+
+def test_every_unsafe_global_of_a_zip_checkpoint_is_listed_not_just_the_first(tmp_path):
+    import datetime
+    import fractions
+
+    # the weights-only unpickler would stop at the first; the header check names them all
+    path = tmp_path / "two.pth"
+    torch.save({"model": {"w": torch.zeros(1)}, "a": datetime.date(2024, 1, 1), "b": fractions.Fraction(1, 2)}, path)
+    assert refusal(read_vmae_pth, path).startswith(
+        f"{path}: refused to unpickle: it references ['datetime.date', 'fractions.Fraction']. "
+    )
+
+
+@pytest.mark.parametrize("error", [RuntimeError, EOFError, ValueError, OSError])
+def test_a_failed_torch_load_is_refused_naming_the_file_and_the_error_type(state, tmp_path, monkeypatch, error):
+    path = tmp_path / "c.pth"
+    torch.save({"model": state}, path)
+
+    def failing_load(*args, **kwargs):
+        raise error("storage gone")
+
+    monkeypatch.setattr(torch, "load", failing_load)
+    assert refusal(read_vmae_pth, path) == (
+        f"{path}: cannot read it as a torch checkpoint ({error.__name__}: storage gone)"
+    )
+
+
+def test_a_built_model_trains_everything_but_its_two_position_tables(state):
+    model = build_vmae(state, config_from_state_dict(state, None, HEADS))
+    frozen = {name for name, p in model.named_parameters() if not p.requires_grad}
+    assert frozen == {"pos_embed", "decoder_pos_embed"}
