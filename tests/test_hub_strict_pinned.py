@@ -173,3 +173,15 @@ def test_a_folder_without_a_readable_tokenizer_config_is_not_a_tokenizer_snapsho
     assert not is_tokenizer_snapshot(tmp_path)  # no config.json
     (tmp_path / "config.json").write_text("{not json")
     assert not is_tokenizer_snapshot(tmp_path)
+
+
+def test_a_mistyped_config_value_of_a_state_dict_is_refused_naming_the_source_twice():
+    from diffusers_mdiffae.conversion.layouts import CheckpointError
+    from diffusers_mdiffae.models.hub import build_from_state_dict
+
+    with pytest.raises(CheckpointError) as e:
+        build_from_state_dict("AutoencoderMDiffAE", {"patch_size": True}, {}, source="w.safetensors")
+    assert str(e.value) == (
+        "w.safetensors: config describes a model this package cannot build: "
+        "w.safetensors config: patch_size must be an int, got True (bool)"
+    )

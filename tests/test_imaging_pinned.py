@@ -159,6 +159,20 @@ def test_pad_to_multiple_reflects_on_the_bottom_right_and_reports_the_original_s
     assert (same.shape, size) == ((1, 3, 32, 16), (32, 16))
 
 
+def test_pad_to_multiple_pads_the_last_two_dimensions_of_a_single_image_too():
+    x = torch.arange(12.0).view(1, 3, 4)  # [C, H, W]
+    padded, size = pad_to_multiple(x, 8)
+    assert size == (3, 4) and padded.shape == (1, 8, 8)
+    assert torch.equal(padded[:, :3, :4], x)
+
+
+def test_list_images_skips_hidden_files_and_everything_in_hidden_folders(tmp_path):
+    for rel in ("a.png", ".b.png", ".cache/c.png", "sub/d.jpg", "sub/.e.jpg", "sub/.hid/f.png", "x.p.png"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"")
+    assert imaging.list_images(tmp_path) == [tmp_path / "a.png", tmp_path / "sub/d.jpg", tmp_path / "x.p.png"]
+
+
 def test_pad_to_multiple_replicates_edges_of_an_image_smaller_than_the_pad():
     x = torch.tensor([[[[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]]])
     padded, size = pad_to_multiple(x, 4)

@@ -137,3 +137,8 @@ def test_tally_fails_only_when_there_was_work_and_none_of_it_succeeded():
     assert tally.nothing_done
     tally.done(2)
     assert not tally.nothing_done and tally.summary() == "wrote 2, skipped 1"
+
+
+def test_tally_attempt_passes_keyword_arguments_on():
+    tally = SkipTally(log=lambda line: None)
+    assert tally.attempt("a.png", lambda name, mode="L": (name, mode), "a.png", mode="RGB") == (True, ("a.png", "RGB"))

@@ -444,8 +444,9 @@ def test_objective_refuses_ratios_outside_their_range_by_name(field, value):
 
 def test_objective_accepts_the_ends_of_its_ranges():
     """Probabilities take 0 and 1; mask ratios take 0 (nothing masked) but not 1."""
-    ends = dict(token_mask_prob=1, latent_noise_prob=0.0, umd_ratio=1.0, mask_ratio=0.0, umd_mask_ratio=0)
-    cfg = ObjectiveConfig(**ends, gradient_weight=0)
+    cfg = ObjectiveConfig(
+        token_mask_prob=1, latent_noise_prob=0.0, umd_ratio=1.0, mask_ratio=0.0, umd_mask_ratio=0, gradient_weight=0
+    )
     assert (cfg.token_mask_prob, cfg.umd_ratio, cfg.mask_ratio, cfg.umd_mask_ratio) == (1, 1.0, 0.0, 0)
 
 
