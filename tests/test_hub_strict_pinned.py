@@ -185,3 +185,13 @@ def test_a_mistyped_config_value_of_a_state_dict_is_refused_naming_the_source_tw
         "w.safetensors: config describes a model this package cannot build: "
         "w.safetensors config: patch_size must be an int, got True (bool)"
     )
+
+
+def test_weights_on_the_meta_device_are_not_counted_as_nonfinite():
+    from diffusers_mdiffae.models.hub import nonfinite_tensors
+
+    layer = torch.nn.Linear(2, 2)
+    layer.weight.data[0, 0] = float("nan")
+    assert nonfinite_tensors(layer) == ["weight"]
+    with torch.device("meta"):
+        assert nonfinite_tensors(torch.nn.Linear(2, 2)) == []

@@ -159,6 +159,17 @@ def test_pad_to_multiple_reflects_on_the_bottom_right_and_reports_the_original_s
     assert (same.shape, size) == ((1, 3, 32, 16), (32, 16))
 
 
+def test_pil_to_tensor_is_float32_whatever_the_default_dtype():
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        x = pil_to_tensor(Image.new("RGB", (2, 1), (0, 51, 255)))
+    finally:
+        torch.set_default_dtype(before)
+    assert x.dtype == torch.float32
+    assert torch.equal(x[0, :, 0, 0], torch.tensor([-1.0, 51 / 127.5 - 1, 1.0], dtype=torch.float32))
+
+
 def test_pad_to_multiple_pads_the_last_two_dimensions_of_a_single_image_too():
     x = torch.arange(12.0).view(1, 3, 4)  # [C, H, W]
     padded, size = pad_to_multiple(x, 8)

@@ -228,3 +228,14 @@ def test_an_image_wider_than_a_tile_but_not_taller_is_tiled_both_ways():
     model.enable_tiling(tile_sample_min_size=32, tile_overlap_factor=0.25)
     assert model.encode(x).latent.shape == z.shape == (1, 64, 2, 6)
     assert model.decode(z, num_inference_steps=1).sample.shape == (1, 3, 32, 96)
+
+
+def test_from_pretrained_hands_the_download_options_to_the_published_layout_lookup(monkeypatch):
+    from diffusers_mdiffae.models import hub
+
+    seen, tiny = [], make_tiny()
+    monkeypatch.setattr(hub, "locate_original_snapshot", lambda name, sub, **kw: seen.append((name, sub, kw)) or "s")
+    monkeypatch.setattr(hub, "convert_original_snapshot", lambda snapshot, torch_dtype=None: tiny)
+    loaded = AutoencoderMDiffAE.from_pretrained("org/repo", subfolder="sub", revision="r1", cache_dir="/c", token="t")
+    assert loaded is tiny
+    assert seen == [("org/repo", "sub", {"revision": "r1", "cache_dir": "/c", "token": "t"})]
