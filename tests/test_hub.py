@@ -175,6 +175,14 @@ def test_push_via_save_pretrained_and_into_a_subfolder(monkeypatch, tmp_path, ti
     assert (tmp_path / "local" / "config.json").is_file()
 
 
+def test_save_pretrained_hands_every_push_option_to_the_push(monkeypatch, tmp_path, tiny):
+    hub, cards = FakeHub(monkeypatch), FakeCards(monkeypatch)
+    options = {"commit_message": "mine", "private": True, "token": "hf_t", "create_pr": True}
+    tiny.save_pretrained(tmp_path / "local", push_to_hub=True, repo_id="me/opts", **options)
+    assert hub.created == [("me/opts", {"private": True, "exist_ok": True})] and hub.tokens == ["hf_t"]
+    assert hub.uploaded[0][3] == {"commit_message": "mine", "create_pr": True} and cards.tokens == ["hf_t"]
+
+
 class FakeCards:
     """The Hub's README.md for ``ModelCard.load`` (diffusers' card helpers read it through huggingface_hub)."""
 
