@@ -183,6 +183,13 @@ def test_save_pretrained_hands_every_push_option_to_the_push(monkeypatch, tmp_pa
     assert hub.uploaded[0][3] == {"commit_message": "mine", "create_pr": True} and cards.tokens == ["hf_t"]
 
 
+def test_save_pretrained_pushes_to_the_folders_name_and_in_its_variant_unless_told(monkeypatch, tmp_path, tiny):
+    hub, _ = FakeHub(monkeypatch), FakeCards(monkeypatch)
+    tiny.save_pretrained(f"{tmp_path / 'my-vae'}/", push_to_hub=True, variant="ema")  # a trailing slash too
+    repo_id, _, files, _ = hub.uploaded[0]
+    assert repo_id == "my-vae" and "diffusion_pytorch_model.ema.safetensors" in files
+
+
 class FakeCards:
     """The Hub's README.md for ``ModelCard.load`` (diffusers' card helpers read it through huggingface_hub)."""
 
