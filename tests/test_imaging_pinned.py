@@ -59,6 +59,37 @@ def test_float_images_are_stretched_from_their_minimum_to_their_maximum():
     assert notes == ["floating-point image rescaled to 8 bits", "grayscale image converted to RGB"]
 
 
+def test_a_sixteen_bit_value_is_scaled_by_65535_not_65536():
+    # 65407 / 65535 * 255 + 0.5 = 255.0019 -> 255; by 65536 it would be 254.998 -> 254
+    rgb, _ = load_rgb_image(Image.fromarray(np.array([[65407]], dtype=np.uint16)))
+    assert _pixels(rgb) == [(255, 255, 255)]
+
+
+@pytest.mark.parametrize("mode", ["I;16L", "I;16B"])
+def test_sixteen_bit_images_of_either_byte_order_are_rescaled(mode):
+    im = Image.new(mode, (2, 1))
+    im.putpixel((1, 0), 65535)
+    rgb, notes = load_rgb_image(im)
+    assert _pixels(rgb) == [(0, 0, 0), (255, 255, 255)]
+    assert notes[0] == f"{mode} (16-bit) image rescaled to 8 bits"
+
+
+def test_32_bit_integer_images_above_255_are_16_bit_and_values_outside_saturate():
+    rgb, notes = load_rgb_image(Image.fromarray(np.array([[-100, 256, 100000]], dtype=np.int32)))
+    # 256 / 65535 * 255 + 0.5 = 1.496 -> 1; -100 and 100000 are clipped to 0 and 255
+    assert _pixels(rgb) == [(0, 0, 0), (1, 1, 1), (255, 255, 255)]
+    assert notes[0] == "I (16-bit) image rescaled to 8 bits"
+
+
+def test_float_images_are_stretched_in_double_precision_even_over_a_range_below_1():
+    rgb, _ = load_rgb_image(Image.fromarray(np.array([[0.25, 0.375, 0.5]], dtype=np.float32)))
+    assert _pixels(rgb) == [(0, 0, 0), (127, 127, 127), (255, 255, 255)]  # 0.5 * 255 = 127.5 -> 127
+    # (v - lo) / (hi - lo) * 255 = 117.999992 in float64 (float32 arithmetic would round it to 118)
+    values = np.array([[0.2364325, 44.218903, 95.2833]], dtype=np.float32)
+    rgb, _ = load_rgb_image(Image.fromarray(values))
+    assert _pixels(rgb) == [(0, 0, 0), (117, 117, 117), (255, 255, 255)]
+
+
 @pytest.mark.parametrize("mode", ["RGBA", "LA", "PA", "La", "RGBa"])
 def test_transparent_pixels_become_white_and_opaque_ones_keep_their_colour(mode):
     base = Image.new("RGBA", (2, 1))
