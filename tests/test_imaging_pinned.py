@@ -75,10 +75,14 @@ def test_sixteen_bit_images_of_either_byte_order_are_rescaled(mode):
 
 
 def test_32_bit_integer_images_above_255_are_16_bit_and_values_outside_saturate():
-    rgb, notes = load_rgb_image(Image.fromarray(np.array([[-100, 256, 100000]], dtype=np.int32)))
-    # 256 / 65535 * 255 + 0.5 = 1.496 -> 1; -100 and 100000 are clipped to 0 and 255
-    assert _pixels(rgb) == [(0, 0, 0), (1, 1, 1), (255, 255, 255)]
-    assert notes[0] == "I (16-bit) image rescaled to 8 bits"
+    def load(*values):
+        rgb, notes = load_rgb_image(Image.fromarray(np.array([values], dtype=np.int32)))
+        return [p[0] for p in _pixels(rgb)], notes[0]
+
+    # 256 / 65535 * 255 + 0.5 = 1.496 -> 1
+    assert load(0, 256) == ([0, 1], "I (16-bit) image rescaled to 8 bits")
+    assert load(-100, 200) == ([0, 200], "I (8-bit) image rescaled to 8 bits")
+    assert load(0, 100000) == ([0, 255], "I (16-bit) image rescaled to 8 bits")
 
 
 def test_float_images_are_stretched_in_double_precision_even_over_a_range_below_1():
