@@ -244,3 +244,22 @@ def test_a_tiled_encode_blends_its_tiles_on_the_images_device():
     model = make_tiny().to(META)
     model.enable_tiling(tile_sample_min_size=32, tile_overlap_factor=0.25)
     assert model.encode(_meta(1, 3, 64, 64)).latent_dist.mode().device == META
+
+
+def test_the_pdg_token_mask_of_a_decode_is_made_on_the_latents_device(monkeypatch):
+    from fixtures.models import make_tiny
+
+    from diffusers_mdiffae.models.autoencoders import vp_autoencoder
+
+    seen = []
+
+    def sampler(decoder, scheduler, latents, noise, settings, mask, callback):
+        seen.append(mask.device)
+        raise _Reached
+
+    monkeypatch.setattr(vp_autoencoder, "run_sampler", sampler)
+    model = make_tiny().to(META)  # mDiffAE v1: token-mask PDG
+    settings = DecodeSettings(2, "ddim", model.scheduler.config.schedule, 2.0, 1.0)
+    with pytest.raises(_Reached):
+        model._decode(_meta(1, model.config.latent_channels, 2, 2), _meta(1, 3, 32, 32), None, settings, None)
+    assert seen == [META]

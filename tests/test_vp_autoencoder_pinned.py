@@ -239,3 +239,9 @@ def test_from_pretrained_hands_the_download_options_to_the_published_layout_look
     loaded = AutoencoderMDiffAE.from_pretrained("org/repo", subfolder="sub", revision="r1", cache_dir="/c", token="t")
     assert loaded is tiny
     assert seen == [("org/repo", "sub", {"revision": "r1", "cache_dir": "/c", "token": "t"})]
+
+
+def test_images_of_another_float_dtype_are_cast_to_the_models_before_encoding():
+    model, x = make_tiny(), images(1, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(model.encode(x.double()).latent_dist.mode(), model.encode(x).latent_dist.mode())
