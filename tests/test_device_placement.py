@@ -263,3 +263,27 @@ def test_the_pdg_token_mask_of_a_decode_is_made_on_the_latents_device(monkeypatc
     with pytest.raises(_Reached):
         model._decode(_meta(1, model.config.latent_channels, 2, 2), _meta(1, 3, 32, 32), None, settings, None)
     assert seen == [META]
+
+
+def test_a_tiled_decode_blends_its_tiles_on_the_latents_device_in_float32(monkeypatch):
+    from fixtures.models import make_tiny
+
+    from diffusers_mdiffae.models.autoencoders import vp_autoencoder
+
+    def sampler(decoder, scheduler, latents, noise, settings, mask, callback):
+        return torch.ones(noise.shape, device=noise.device)
+
+    monkeypatch.setattr(vp_autoencoder, "run_sampler", sampler)
+    model = make_tiny()
+    model.enable_tiling(tile_sample_min_size=32, tile_overlap_factor=0.25)
+    settings = model.default_decode_settings()
+    c = model.config.latent_channels
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)  # the blend weights must not follow it
+    try:
+        out = model._decode(torch.zeros(1, c, 4, 4), torch.zeros(1, 3, 64, 64), None, settings, None)
+    finally:
+        torch.set_default_dtype(before)
+    assert out.dtype == torch.float32 and torch.equal(out, torch.ones(1, 3, 64, 64))
+    out = model.to(META)._decode(_meta(1, c, 4, 4), _meta(1, 3, 64, 64), None, settings, None)
+    assert out.device == META and out.shape == (1, 3, 64, 64)
