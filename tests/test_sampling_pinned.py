@@ -72,6 +72,13 @@ def test_a_built_model_reports_them_in_its_config_and_attributes(family, channel
     assert isinstance(m.scheduler, VPDDIMScheduler)
 
 
+def test_decode_defaults_come_from_the_config_pdg_only_away_from_1():
+    plain = make_tiny().default_decode_settings()
+    assert (plain.num_steps, plain.sampler, plain.pdg_strength, plain.strength) == (1, "ddim", None, 1.0)
+    guided = make_tiny(decoder_num_inference_steps=4, decoder_pdg_strength=2).default_decode_settings()
+    assert (guided.num_steps, guided.pdg_strength) == (4, 2.0) and type(guided.pdg_strength) is float
+
+
 def test_the_bundled_checkpoint_config():
     c = json.loads((DEMO_MODEL_DIR / "config.json").read_text())
     assert c["_class_name"] == "AutoencoderMDiffAE" and c["latent_channels"] == 64

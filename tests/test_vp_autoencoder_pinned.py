@@ -260,3 +260,10 @@ def test_a_tiled_encode_is_blended_in_float32_whatever_the_default_dtype():
     finally:
         torch.set_default_dtype(before)
     assert dist.parameters.dtype == torch.float32 and torch.equal(dist.parameters, expected)
+
+
+def test_a_tiled_encode_returns_the_models_dtype():
+    model = make_tiny().to(torch.bfloat16)
+    model.enable_tiling(tile_sample_min_size=32, tile_overlap_factor=0.25)
+    with torch.no_grad():
+        assert model.encode(images(1, 64, 64)).latent_dist.parameters.dtype == torch.bfloat16
