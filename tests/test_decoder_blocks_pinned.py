@@ -160,3 +160,39 @@ def test_a_decoder_built_with_no_arguments_is_v1s_896_wide_and_4_blocks_deep():
         decoder = Decoder()
     assert decoder.norm_out.weight.shape == (896,) and len(decoder.blocks) == 4
     assert decoder.out_proj.out_channels == 3 * 16 * 16
+
+
+def test_each_block_of_a_skip_decoder_gets_its_own_modulation():
+    """depth 3 with one start and one end block: the end block takes the third modulation, not the first."""
+    dec = make_tiny(family="irdiffae_v1", decoder_depth=3).decoder
+    got, deltas, base = [], [], []
+    for block in (*dec.start_blocks, *dec.middle_blocks, *dec.end_blocks):
+        block.register_forward_pre_hook(lambda module, args: got.append(args[1]))
+    for delta in dec.adaln_deltas:
+        delta.register_forward_hook(lambda module, args, out: deltas.append(out))
+    dec.adaln_base.register_forward_hook(lambda module, args, out: base.append(out))
+    with torch.no_grad():
+        dec(torch.randn(1, 3, 32, 32), torch.tensor([0.5]), torch.randn(1, 128, 2, 2))
+    assert len(got) == len(deltas) == 3
+    assert all(torch.equal(m, base[0] + d) for m, d in zip(got, deltas))
+
+
+def test_path_drop_is_refused_by_a_skip_decoder_without_it_naming_its_mode():
+    dec = make_tiny(family="mdiffae_v2", pdg_mode="token_mask").decoder
+    with pytest.raises(ValueError) as err:
+        dec(torch.zeros(1, 3, 32, 32), torch.tensor([0.5]), torch.zeros(1, 96, 2, 2), drop_middle_blocks=True)
+    assert str(err.value) == "path drop is not available with pdg_mode='token_mask'"
+
+
+def test_path_drop_in_half_precision_keeps_the_half_precision():
+    dec = make_tiny(family="irdiffae_v1").decoder.to(torch.bfloat16)
+    x, t, z = torch.zeros(1, 3, 32, 32), torch.tensor([0.5]), torch.zeros(1, 128, 2, 2)
+    with torch.no_grad():
+        out = dec(x.bfloat16(), t, z.bfloat16(), drop_middle_blocks=True)
+    assert out.dtype == torch.bfloat16
+
+
+def test_a_half_precision_time_embedding_casts_its_float32_features_to_its_weights():
+    embed = SinusoidalTimeEmbeddingMLP(8, freq_dim=16).to(torch.bfloat16)
+    with torch.no_grad():
+        assert embed(torch.tensor([0.25, 0.5])).dtype == torch.bfloat16

@@ -90,3 +90,14 @@ def test_an_encoder_built_with_its_defaults_has_v1s_depth_and_norms():
     enc = Encoder(model_dim=8, latent_channels=4)
     assert len(enc.blocks) == 4
     assert enc.norm_in is not None and enc.norm_out is not None and enc.norm_out.weight is not None
+
+
+def test_a_half_precision_posterior_encoder_returns_its_mode_in_half_precision():
+    from fixtures.models import images, make_tiny
+
+    encoder = make_tiny(family="semdisdiffae").encoder.to(torch.bfloat16)
+    with torch.no_grad():
+        mean, logsnr = encoder.encode_posterior(images(1, 32, 32).bfloat16())
+        z = encoder(images(1, 32, 32).bfloat16())
+    assert z.dtype == torch.bfloat16
+    assert torch.equal(z, (torch.sigmoid(logsnr.float()).sqrt() * mean.float()).bfloat16())
