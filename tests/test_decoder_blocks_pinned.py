@@ -197,3 +197,20 @@ def test_a_half_precision_time_embedding_casts_its_float32_features_to_its_weigh
     embed = SinusoidalTimeEmbeddingMLP(8, freq_dim=16).to(torch.bfloat16)
     with torch.no_grad():
         assert embed(torch.tensor([0.25, 0.5])).dtype == torch.bfloat16
+
+
+def test_token_masking_in_half_precision_keeps_the_half_precision():
+    dec = make_tiny().decoder.to(torch.bfloat16)
+    dec.token_mask_feature.data = dec.token_mask_feature.data.float()  # as layerwise casting keeps it
+    keep = torch.tensor([[[[True, False], [False, True]]]])
+    with torch.no_grad():
+        z = dec.condition_tokens(torch.zeros(1, 64, 2, 2, dtype=torch.bfloat16), keep)
+    assert z.dtype == torch.bfloat16
+
+
+def test_a_half_precision_dico_block_takes_float32_modulation():
+    torch.manual_seed(0)
+    block = DiCoBlock(8, 2.0, depthwise_kernel_size=3, use_external_adaln=True).to(torch.bfloat16)
+    with torch.no_grad():
+        out = block(torch.randn(1, 8, 4, 4).bfloat16(), torch.randn(1, 32))
+    assert out.dtype == torch.bfloat16

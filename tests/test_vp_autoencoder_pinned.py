@@ -267,3 +267,19 @@ def test_a_tiled_encode_returns_the_models_dtype():
     model.enable_tiling(tile_sample_min_size=32, tile_overlap_factor=0.25)
     with torch.no_grad():
         assert model.encode(images(1, 64, 64)).latent_dist.parameters.dtype == torch.bfloat16
+
+
+def test_tiles_are_as_small_as_one_patch_and_an_image_too_long_one_way_is_tiled(monkeypatch):
+    model = make_tiny()
+    calls = []
+    real = model._encode_dist
+    monkeypatch.setattr(model, "_encode_dist", lambda x: calls.append(tuple(x.shape[-2:])) or real(x))
+    model.enable_tiling(tile_sample_min_size=16, tile_overlap_factor=0.0)
+    with torch.no_grad():
+        model.encode(images(1, 32, 32))
+    assert calls == [(16, 16)] * 4
+    calls.clear()
+    model.enable_tiling(tile_sample_min_size=32, tile_overlap_factor=0.0)
+    with torch.no_grad():
+        model.encode(images(1, 16, 64))
+    assert calls == [(16, 32)] * 2
