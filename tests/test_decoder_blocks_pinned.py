@@ -214,3 +214,9 @@ def test_a_half_precision_dico_block_takes_float32_modulation():
     with torch.no_grad():
         out = block(torch.randn(1, 8, 4, 4).bfloat16(), torch.randn(1, 32))
     assert out.dtype == torch.bfloat16
+
+
+def test_a_dico_conv_mlp_normalises_with_eps_1e_6_by_default():
+    from diffusers_mdiffae.models.dico_blocks import ConvMLP
+
+    assert ConvMLP(8, 16).norm.eps == 1e-6 and ConvMLP(8, 16, norm_eps=1e-3).norm.eps == 1e-3
