@@ -220,3 +220,17 @@ def test_a_dico_conv_mlp_normalises_with_eps_1e_6_by_default():
     from diffusers_mdiffae.models.dico_blocks import ConvMLP
 
     assert ConvMLP(8, 16).norm.eps == 1e-6 and ConvMLP(8, 16, norm_eps=1e-3).norm.eps == 1e-3
+
+
+def test_a_dico_blocks_defaults_are_an_mlp_4_times_wider_a_7x7_depthwise_conv_and_eps_1e_6():
+    block = DiCoBlock(8)
+    assert block.channels == 8 and block.mlp.norm.eps == block.norm1.eps == block.norm2.eps == 1e-6
+    assert block.mlp.conv_in.out_channels == 32 == block.mlp.conv_out.in_channels
+    assert block.conv2.kernel_size == (7, 7) and block.conv2.padding == (3, 3) and block.conv2.groups == 8
+
+
+def test_a_conditioned_dico_block_has_no_gate_parameters_but_gate_attributes_of_none():
+    block = DiCoBlock(8, 2.0, depthwise_kernel_size=3, use_external_adaln=True)
+    assert block.gate1 is None and block.gate2 is None
+    assert not any(name.startswith("gate") for name in block.state_dict())
+    assert {"gate1", "gate2"} <= set(DiCoBlock(8, 2.0, depthwise_kernel_size=3).state_dict())
