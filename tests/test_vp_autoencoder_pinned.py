@@ -283,3 +283,9 @@ def test_tiles_are_as_small_as_one_patch_and_an_image_too_long_one_way_is_tiled(
     with torch.no_grad():
         model.encode(images(1, 16, 64))
     assert calls == [(16, 32)] * 2
+
+
+def test_a_fresh_model_is_neither_sliced_nor_tiled_and_would_tile_at_its_sample_size_with_a_quarter_overlap():
+    model = make_tiny(sample_size=48)
+    assert (model.use_slicing, model.use_tiling) == (False, False)
+    assert (model.tile_sample_min_size, model.tile_overlap_factor) == (48, 0.25)
