@@ -234,3 +234,8 @@ def test_a_conditioned_dico_block_has_no_gate_parameters_but_gate_attributes_of_
     assert block.gate1 is None and block.gate2 is None
     assert not any(name.startswith("gate") for name in block.state_dict())
     assert {"gate1", "gate2"} <= set(DiCoBlock(8, 2.0, depthwise_kernel_size=3).state_dict())
+
+
+def test_a_time_embedding_keeps_its_frequency_width_and_period():
+    embed = SinusoidalTimeEmbeddingMLP(8, freq_dim=16, max_period=100)
+    assert (embed.freq_dim, embed.max_period) == (16, 100)

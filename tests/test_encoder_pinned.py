@@ -101,3 +101,22 @@ def test_a_half_precision_posterior_encoder_returns_its_mode_in_half_precision()
         z = encoder(images(1, 32, 32).bfloat16())
     assert z.dtype == torch.bfloat16
     assert torch.equal(z, (torch.sigmoid(logsnr.float()).sqrt() * mean.float()).bfloat16())
+
+
+def test_an_encoder_built_with_no_arguments_is_v1s():
+    """Built, not read from the signature: the DiCo encoder of mdiffae_v1, 896 wide, 4 blocks, 64 channels."""
+    with torch.device("meta"):  # the full-size model, without allocating it
+        enc = Encoder()
+    proj = enc.patchify.proj
+    assert (proj.in_channels, proj.out_channels, proj.kernel_size, proj.stride) == (3, 896, (16, 16), (16, 16))
+    assert len(enc.blocks) == 4 and enc.to_bottleneck.out_channels == 64 and enc.norm_out.weight.shape == (64,)
+    assert all(block.mlp.conv_in.out_channels == 4 * 896 for block in enc.blocks)
+    assert all(block.conv2.kernel_size == (7, 7) for block in enc.blocks)
+    norms = [m for m in enc.modules() if isinstance(m, ChannelWiseRMSNorm)]
+    assert len(norms) == 2 + 3 * 4 and {m.eps for m in norms} == {1e-6}
+    assert enc.gradient_checkpointing is False and enc.posterior is False
+
+
+def test_the_encoders_eps_reaches_the_norms_inside_its_blocks():
+    enc = tiny_encoder(norm_eps=1e-3)
+    assert {m.eps for m in enc.blocks.modules() if isinstance(m, ChannelWiseRMSNorm)} == {1e-3}
