@@ -237,5 +237,15 @@ def test_a_conditioned_dico_block_has_no_gate_parameters_but_gate_attributes_of_
 
 
 def test_a_time_embedding_keeps_its_frequency_width_and_period():
-    embed = SinusoidalTimeEmbeddingMLP(8, freq_dim=16, max_period=100)
-    assert (embed.freq_dim, embed.max_period) == (16, 100)
+    embed = SinusoidalTimeEmbeddingMLP(8, freq_dim=8, max_period=100)
+    assert (embed.freq_dim, embed.max_period) == (8, 100)
+    expected = torch.tensor([1.0, 100.0 ** (-1 / 3), 100.0 ** (-2 / 3), 0.01], dtype=torch.float32)
+    torch.testing.assert_close(embed.freqs, expected, rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("freq_dim", [0, 7])
+def test_a_time_embedding_refuses_a_frequency_width_without_two_equal_halves(freq_dim):
+    # an odd width would build a proj_in one wider than the sin/cos features it is given
+    with pytest.raises(ValueError) as err:
+        SinusoidalTimeEmbeddingMLP(8, freq_dim=freq_dim)
+    assert str(err.value) == f"freq_dim must be even and at least 2 (a sine and a cosine half), got {freq_dim}"

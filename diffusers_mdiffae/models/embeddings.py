@@ -56,6 +56,8 @@ class SinusoidalTimeEmbeddingMLP(nn.Module):
         max_period: float = 10000.0,
     ):
         super().__init__()
+        if freq_dim < 2 or freq_dim % 2:
+            raise ValueError(f"freq_dim must be even and at least 2 (a sine and a cosine half), got {freq_dim}")
         self.freq_dim = freq_dim
         self.time_scale = time_scale
         self.max_period = max_period
