@@ -133,6 +133,9 @@ def test_time_frequencies_are_float32_from_1_down_to_1_over_max_period_whatever_
     assert freqs.dtype == torch.float32
     expected = torch.tensor([1.0, 10000.0 ** (-1 / 3), 10000.0 ** (-2 / 3), 1e-4], dtype=torch.float32)
     torch.testing.assert_close(freqs, expected, rtol=1e-6, atol=0)
+    # two frequencies still end at 1 / max_period, one is just 1
+    torch.testing.assert_close(log_spaced_frequencies(2, 100.0), torch.tensor([1.0, 0.01]), rtol=1e-6, atol=0)
+    assert torch.equal(log_spaced_frequencies(1, 100.0), torch.tensor([1.0]))
 
 
 def test_a_tiny_time_embedding_keeps_a_hidden_width_of_at_least_one():
