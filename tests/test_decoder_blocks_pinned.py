@@ -163,6 +163,11 @@ def test_a_decoder_built_with_no_arguments_is_v1s_896_wide_and_4_blocks_deep():
         decoder = Decoder()
     assert decoder.norm_out.weight.shape == (896,) and len(decoder.blocks) == 4
     assert decoder.out_proj.out_channels == 3 * 16 * 16
+    assert decoder.latent_up.in_channels == 64 and decoder.patchify.proj.kernel_size == (16, 16)
+    assert all(block.mlp.conv_in.out_channels == 4 * 896 for block in decoder.blocks)
+    assert all(block.conv2.kernel_size == (7, 7) for block in decoder.blocks)
+    assert decoder.pdg_mode == "token_mask" and decoder.gradient_checkpointing is False
+    assert [d.down.out_features for d in decoder.adaln_deltas] == [128] * 4
 
 
 def test_each_block_of_a_skip_decoder_gets_its_own_modulation():
