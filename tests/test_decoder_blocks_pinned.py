@@ -168,6 +168,9 @@ def test_a_decoder_built_with_no_arguments_is_v1s_896_wide_and_4_blocks_deep():
     assert all(block.conv2.kernel_size == (7, 7) for block in decoder.blocks)
     assert decoder.pdg_mode == "token_mask" and decoder.gradient_checkpointing is False
     assert [d.down.out_features for d in decoder.adaln_deltas] == [128] * 4
+    from diffusers_mdiffae.models.norms import ChannelWiseRMSNorm
+
+    assert {m.eps for m in decoder.modules() if isinstance(m, ChannelWiseRMSNorm)} == {1e-6}
 
 
 def test_each_block_of_a_skip_decoder_gets_its_own_modulation():
