@@ -166,7 +166,7 @@ def test_a_decoder_built_with_no_arguments_is_v1s_896_wide_and_4_blocks_deep():
     assert decoder.latent_up.in_channels == 64 and decoder.patchify.proj.kernel_size == (16, 16)
     assert all(block.mlp.conv_in.out_channels == 4 * 896 for block in decoder.blocks)
     assert all(block.conv2.kernel_size == (7, 7) for block in decoder.blocks)
-    assert decoder.pdg_mode == "token_mask" and decoder.gradient_checkpointing is False
+    assert decoder.pdg_mode == "token_mask" and decoder.gradient_checkpointing is False and decoder.patch_size == 16
     assert [d.down.out_features for d in decoder.adaln_deltas] == [128] * 4
     from diffusers_mdiffae.models.norms import ChannelWiseRMSNorm
 
@@ -260,3 +260,12 @@ def test_a_time_embedding_refuses_a_frequency_width_without_two_equal_halves(fre
     with pytest.raises(ValueError) as err:
         SinusoidalTimeEmbeddingMLP(8, freq_dim=freq_dim)
     assert str(err.value) == f"freq_dim must be even and at least 2 (a sine and a cosine half), got {freq_dim}"
+
+
+def test_the_decoders_eps_reaches_its_outer_norms_too():
+    from diffusers_mdiffae.models.decoder import Decoder
+    from diffusers_mdiffae.models.norms import ChannelWiseRMSNorm
+
+    decoder = Decoder(model_dim=8, depth=1, latent_channels=4, adaln_low_rank_rank=2, norm_eps=1e-3)
+    outer = (decoder.norm_in, decoder.latent_norm, decoder.norm_out)
+    assert all(isinstance(n, ChannelWiseRMSNorm) and n.eps == 1e-3 for n in outer)
