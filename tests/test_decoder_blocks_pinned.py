@@ -262,10 +262,11 @@ def test_a_time_embedding_refuses_a_frequency_width_without_two_equal_halves(fre
     assert str(err.value) == f"freq_dim must be even and at least 2 (a sine and a cosine half), got {freq_dim}"
 
 
-def test_the_decoders_eps_reaches_its_outer_norms_too():
+def test_the_decoders_eps_reaches_its_outer_norms_and_its_blocks():
     from diffusers_mdiffae.models.decoder import Decoder
     from diffusers_mdiffae.models.norms import ChannelWiseRMSNorm
 
     decoder = Decoder(model_dim=8, depth=1, latent_channels=4, adaln_low_rank_rank=2, norm_eps=1e-3)
     outer = (decoder.norm_in, decoder.latent_norm, decoder.norm_out)
     assert all(isinstance(n, ChannelWiseRMSNorm) and n.eps == 1e-3 for n in outer)
+    assert {m.eps for m in decoder.blocks.modules() if isinstance(m, ChannelWiseRMSNorm)} == {1e-3}
