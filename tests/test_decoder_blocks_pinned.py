@@ -270,3 +270,9 @@ def test_the_decoders_eps_reaches_its_outer_norms_and_its_blocks():
     outer = (decoder.norm_in, decoder.latent_norm, decoder.norm_out)
     assert all(isinstance(n, ChannelWiseRMSNorm) and n.eps == 1e-3 for n in outer)
     assert {m.eps for m in decoder.blocks.modules() if isinstance(m, ChannelWiseRMSNorm)} == {1e-3}
+
+
+@pytest.mark.parametrize("family, key", [("mdiffae_v1", "mask_feature"), ("irdiffae_v1", "path_drop_mask_feature")])
+def test_the_learned_mask_features_are_checkpoint_tensors_of_shape_1_c_1_1(family, key):
+    state = make_tiny(family=family).decoder.state_dict()
+    assert state[key].shape == (1, 32, 1, 1)  # TINY's model_dim
