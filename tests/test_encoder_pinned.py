@@ -109,6 +109,7 @@ def test_an_encoder_built_with_no_arguments_is_v1s():
         enc = Encoder()
     proj = enc.patchify.proj
     assert (proj.in_channels, proj.out_channels, proj.kernel_size, proj.stride) == (3, 896, (16, 16), (16, 16))
+    assert enc.patchify.patch_size == 16
     assert len(enc.blocks) == 4 and enc.to_bottleneck.out_channels == 64 and enc.norm_out.weight.shape == (64,)
     assert all(block.mlp.conv_in.out_channels == 4 * 896 for block in enc.blocks)
     assert all(block.conv2.kernel_size == (7, 7) for block in enc.blocks)

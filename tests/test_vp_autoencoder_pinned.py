@@ -289,3 +289,17 @@ def test_a_fresh_model_is_neither_sliced_nor_tiled_and_would_tile_at_its_sample_
     model = make_tiny(sample_size=48)
     assert (model.use_slicing, model.use_tiling) == (False, False)
     assert (model.tile_sample_min_size, model.tile_overlap_factor) == (48, 0.25)
+
+
+def test_channels_last_is_the_default_and_can_be_turned_off_and_on_again():
+    model = make_tiny()
+
+    def layout():
+        weight = model.encoder.patchify.proj.weight  # [32, 3, 16, 16]: the two layouts differ
+        fmt = torch.channels_last if weight.is_contiguous(memory_format=torch.channels_last) else None
+        fmt = fmt or (torch.contiguous_format if weight.is_contiguous() else None)
+        return model.encoder.memory_format, model.decoder.memory_format, fmt
+
+    assert layout() == (torch.channels_last,) * 3
+    assert model.use_channels_last(False) is model and layout() == (torch.contiguous_format,) * 3
+    assert model.use_channels_last() is model and layout() == (torch.channels_last,) * 3
