@@ -285,5 +285,11 @@ def test_a_tiled_decode_blends_its_tiles_on_the_latents_device_in_float32(monkey
     finally:
         torch.set_default_dtype(before)
     assert out.dtype == torch.float32 and torch.equal(out, torch.ones(1, 3, 64, 64))
+    # 2 x 5 latents in tiles of 2 without overlap: the last tile is moved back over the one before,
+    # so some pixels are covered twice and only the division by the summed weights keeps them at 1
+    model.enable_tiling(tile_sample_min_size=32, tile_overlap_factor=0.0)
+    out = model._decode(torch.zeros(1, c, 2, 5), torch.zeros(1, 3, 32, 80), None, settings, None)
+    assert torch.equal(out, torch.ones(1, 3, 32, 80))
+    model.enable_tiling(tile_sample_min_size=32, tile_overlap_factor=0.25)
     out = model.to(META)._decode(_meta(1, c, 4, 4), _meta(1, 3, 64, 64), None, settings, None)
     assert out.device == META and out.shape == (1, 3, 64, 64)
