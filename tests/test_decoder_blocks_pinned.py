@@ -1,6 +1,8 @@
 """The DiCo decoder and its blocks (models/decoder.py, dico_blocks.py, embeddings.py): refusals, which
 blocks take part, and dtypes under mixed-precision weights (diffusers' layerwise casting keeps some in float32)."""
 
+import math
+
 import pytest
 import torch
 from fixtures.models import make_tiny
@@ -252,6 +254,13 @@ def test_a_time_embedding_keeps_its_frequency_width_and_period():
     assert (embed.freq_dim, embed.max_period) == (8, 100)
     expected = torch.tensor([1.0, 100.0 ** (-1 / 3), 100.0 ** (-2 / 3), 0.01], dtype=torch.float32)
     torch.testing.assert_close(embed.freqs, expected, rtol=1e-6, atol=0)
+
+
+def test_the_narrowest_time_embedding_has_one_sine_and_one_cosine():
+    embed = SinusoidalTimeEmbeddingMLP(4, freq_dim=2)
+    t = torch.tensor([0.001])  # angle 1000 * 0.001 * 1 = 1 radian
+    torch.testing.assert_close(embed.features(t), torch.tensor([[math.sin(1.0), math.cos(1.0)]]))
+    assert embed(t).shape == (1, 4)
 
 
 @pytest.mark.parametrize("freq_dim", [0, 7])
