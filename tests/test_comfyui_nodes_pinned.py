@@ -34,6 +34,14 @@ def comfy(models):
     fake_comfy.uninstall(state)
 
 
+@pytest.fixture
+def empty_comfy(tmp_path):
+    """The nodes installed over a models folder that holds no checkpoint or tokenizer."""
+    state = _install(tmp_path / "models")
+    yield state
+    fake_comfy.uninstall(state)
+
+
 def _defaults(node):
     return {i.id: i.default for i in node.define_schema().inputs}
 
@@ -81,13 +89,9 @@ def test_the_tokenizer_loader_starts_at_the_first_file_found_auto_kind_and_auto_
     assert schema.inputs[2].options == ["auto", "float32", "bfloat16", "float16"]
 
 
-def test_with_no_tokenizer_files_the_checkpoint_has_no_default(tmp_path):
-    state = _install(tmp_path / "models")
-    try:
-        checkpoint = state.nodes.MDiffAETokenizerLoader.define_schema().inputs[0]
-        assert (checkpoint.options, checkpoint.default) == ([], None)
-    finally:
-        fake_comfy.uninstall(state)
+def test_with_no_tokenizer_files_the_checkpoint_has_no_default(empty_comfy):
+    checkpoint = empty_comfy.nodes.MDiffAETokenizerLoader.define_schema().inputs[0]
+    assert (checkpoint.options, checkpoint.default) == ([], None)
 
 
 def test_without_the_bundled_demo_the_loader_lists_only_the_files_and_starts_at_the_first(
@@ -100,14 +104,10 @@ def test_without_the_bundled_demo_the_loader_lists_only_the_files_and_starts_at_
     assert (checkpoint.options, checkpoint.default) == ([TINY], TINY)
 
 
-def test_without_the_demo_or_any_file_the_loader_checkpoint_has_no_default(monkeypatch, tmp_path):
+def test_without_the_demo_or_any_file_the_loader_checkpoint_has_no_default(empty_comfy, monkeypatch, tmp_path):
     monkeypatch.setattr(diffusers_mdiffae, "DEMO_MODEL_DIR", tmp_path / "demo_model")
-    state = _install(tmp_path / "models")
-    try:
-        checkpoint = state.nodes.MDiffAELoader.define_schema().inputs[0]
-        assert (checkpoint.options, checkpoint.default) == ([], None)
-    finally:
-        fake_comfy.uninstall(state)
+    checkpoint = empty_comfy.nodes.MDiffAELoader.define_schema().inputs[0]
+    assert (checkpoint.options, checkpoint.default) == ([], None)
 
 
 def test_empty_latent_sizes_step_by_sixteen_within_their_bounds(comfy):
