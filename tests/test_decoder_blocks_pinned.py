@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+from fixtures.dtypes import default_dtype
 from fixtures.models import make_tiny
 
 from diffusers_mdiffae.models.dico_blocks import DiCoBlock
@@ -126,12 +127,8 @@ def test_adaln_starts_as_zero_modulation_with_a_small_random_down_projection():
 def test_time_frequencies_are_float32_from_1_down_to_1_over_max_period_whatever_the_default_dtype():
     from diffusers_mdiffae.models.embeddings import log_spaced_frequencies
 
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
+    with default_dtype(torch.float64):
         freqs = log_spaced_frequencies(4)
-    finally:
-        torch.set_default_dtype(previous)
     assert freqs.dtype == torch.float32
     expected = torch.tensor([1.0, 10000.0 ** (-1 / 3), 10000.0 ** (-2 / 3), 1e-4], dtype=torch.float32)
     torch.testing.assert_close(freqs, expected, rtol=1e-6, atol=0)

@@ -13,6 +13,7 @@ and an op that mixes it with a (non-scalar) CPU tensor fails as it would on a GP
 
 import pytest
 import torch
+from fixtures.dtypes import default_dtype
 from fixtures.models import make_tiny, make_tiny_tokenizer
 
 from diffusers_mdiffae import VPDDIMScheduler, VPDPMSolverMultistepScheduler, VPPosterior
@@ -278,12 +279,8 @@ def test_a_tiled_decode_blends_its_tiles_on_the_latents_device_in_float32(monkey
     model.enable_tiling(tile_sample_min_size=32, tile_overlap_factor=0.25)
     settings = model.default_decode_settings()
     c = model.config.latent_channels
-    before = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)  # the blend weights must not follow it
-    try:
+    with default_dtype(torch.float64):  # the blend weights must not follow it
         out = model._decode(torch.zeros(1, c, 4, 4), torch.zeros(1, 3, 64, 64), None, settings, None)
-    finally:
-        torch.set_default_dtype(before)
     assert out.dtype == torch.float32 and torch.equal(out, torch.ones(1, 3, 64, 64))
     # 2 x 5 latents in tiles of 2 without overlap: the last tile is moved back over the one before,
     # so some pixels are covered twice and only the division by the summed weights keeps them at 1

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from fixtures.dtypes import default_dtype
 from PIL import Image
 
 from diffusers_mdiffae import imaging
@@ -195,12 +196,8 @@ def test_pad_to_multiple_reflects_on_the_bottom_right_and_reports_the_original_s
 
 
 def test_pil_to_tensor_is_float32_whatever_the_default_dtype():
-    before = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
+    with default_dtype(torch.float64):
         x = pil_to_tensor(Image.new("RGB", (2, 1), (0, 51, 255)))
-    finally:
-        torch.set_default_dtype(before)
     assert x.dtype == torch.float32
     assert torch.equal(x[0, :, 0, 0], torch.tensor([-1.0, 51 / 127.5 - 1, 1.0], dtype=torch.float32))
 

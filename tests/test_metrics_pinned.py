@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from fixtures.dtypes import default_dtype
 from fixtures.errors import error_message
 
 from diffusers_mdiffae.metrics import psnr, seam_contrast, ssim
@@ -116,12 +117,8 @@ def test_psnr_and_ssim_agree_with_scikit_image():
 def test_ssim_does_not_depend_on_torch_default_dtype():
     a, b = _pair(seed=4)
     ref = ssim(a, b)
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
+    with default_dtype(torch.float64):
         assert ssim(a, b) == pytest.approx(ref, abs=1e-7)
-    finally:
-        torch.set_default_dtype(old)
 
 
 def _column_error(values, height=32):
@@ -327,12 +324,8 @@ def test_seam_contrast_bands_do_not_depend_on_torch_default_dtype():
     error = _column_error(values, height=1)
     ref = torch.zeros_like(error)
     assert seam_contrast(ref + error, ref, period=518) == pytest.approx(0.75, rel=1e-12)
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.bfloat16)
-    try:
+    with default_dtype(torch.bfloat16):
         assert seam_contrast(ref + error, ref, period=518) == pytest.approx(0.75, rel=1e-12)
-    finally:
-        torch.set_default_dtype(old)
 
 
 def test_flat_mask_thresholds_the_local_grey_std():

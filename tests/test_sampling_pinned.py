@@ -5,6 +5,7 @@ import json
 
 import pytest
 import torch
+from fixtures.dtypes import default_dtype
 from fixtures.models import make_tiny
 
 from diffusers_mdiffae import (
@@ -357,10 +358,6 @@ def test_token_mask_guidance_splits_an_odd_batch_back_correctly():
 
 @pytest.mark.parametrize("kw", [{"seed": 3}, {"seed": 3, "per_sample": False}, {}])
 def test_noise_is_float32_whatever_torch_defaults_to(kw):
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
+    with default_dtype(torch.float64):
         noise, _ = draw_noise((2, 1, 2, 2), **kw)
-    finally:
-        torch.set_default_dtype(old)
     assert noise.dtype == torch.float32

@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from fixtures.dtypes import default_dtype
 
 from diffusers_mdiffae import VPDDIMScheduler
 from diffusers_mdiffae.schedulers.vp_schedule import (
@@ -124,21 +125,13 @@ def test_dpmpp_2m_honours_strength_and_schedule_too():
 
 
 def test_grids_stay_float32_when_torch_defaults_to_float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
+    with default_dtype(torch.float64):
         for schedule in ("linear", "cosine"):
             assert time_grid(schedule, 3).dtype == torch.float32
-    finally:
-        torch.set_default_dtype(old)
 
 
 def test_schedule_values_stay_float32_when_torch_defaults_to_float64():
     ref = cosine_interpolated_logsnr(torch.tensor(0.25))
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
+    with default_dtype(torch.float64):
         got = cosine_interpolated_logsnr(torch.tensor(0.25, dtype=torch.float32))
-    finally:
-        torch.set_default_dtype(old)
     assert got.dtype == torch.float32 and torch.equal(got, ref)

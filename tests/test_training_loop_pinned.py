@@ -9,6 +9,7 @@ import types
 import numpy as np
 import pytest
 import torch
+from fixtures.dtypes import default_dtype
 from fixtures.hostile import photo
 from fixtures.models import TINY
 from PIL import Image
@@ -492,12 +493,8 @@ def test_an_init_checkpoint_is_loaded_in_float32_whatever_the_process_default_dt
     init = tmp_path / "init"
     saved = make_tiny(seed=4).to(torch.bfloat16)
     saved.save_pretrained(init)
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)  # a script may set it; the trained weights stay float32
-    try:
+    with default_dtype(torch.float64):  # a script may set it; the trained weights stay float32
         model = training_loop._build_model(config(tmp_path, init=str(init)))
-    finally:
-        torch.set_default_dtype(old)
     assert {p.dtype for p in model.parameters()} == {torch.float32}
     assert all(torch.equal(p, q.float()) for p, q in zip(model.parameters(), saved.parameters()))
     assert model.training

@@ -10,6 +10,7 @@ import math
 
 import pytest
 import torch
+from fixtures.dtypes import default_dtype
 from fixtures.errors import error_message
 
 from diffusers_mdiffae.models.vit_blocks import (
@@ -53,12 +54,8 @@ def test_initial_frequencies_follow_the_definition(head_dim, num_heads, depth, t
 
 def test_initial_frequencies_are_made_in_the_default_dtype_at_its_precision():
     """Like any parameter torch creates: a float64 default gives float64 frequencies, exact to float64."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
+    with default_dtype(torch.float64):
         freqs = init_mixed_rope_freqs(16, 1, 1, 10.0)
-    finally:
-        torch.set_default_dtype(previous)
     assert freqs.dtype == torch.float64
     mags = torch.hypot(freqs[0], freqs[1]).view(2, 4)
     want = torch.tensor([10.0 ** (-4 * j / 16) for j in range(4)], dtype=torch.float64)

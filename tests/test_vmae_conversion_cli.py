@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from fixtures.dtypes import default_dtype
 from safetensors import safe_open
 
 import diffusers_mdiffae.metrics
@@ -218,15 +219,11 @@ def test_with_latent_stats_normalize_divides_by_std_then_scales():
 def test_normalisation_is_float32_even_under_a_float64_default_dtype():
     m = tiny(latents_mean=[0.0, 1.0, 2.0, 3.0], latents_std=[1.0, 2.0, 4.0, 8.0])
     plain = tiny()
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
+    with default_dtype(torch.float64):
         z = torch.randn(1, 4, 2, 2)
         for model in (m, plain):
             assert model.normalize_latents(z).dtype == torch.float32
             assert model.denormalize_latents(z).dtype == torch.float32
-    finally:
-        torch.set_default_dtype(old)
 
 
 def test_forward_samples_the_posterior_with_the_given_generator_and_honours_return_dict():

@@ -3,6 +3,7 @@ sliced (or tiled) encode rebuilds, for the deterministic mDiffAE encoder and Sem
 
 import pytest
 import torch
+from fixtures.dtypes import default_dtype
 from fixtures.models import images, make_tiny
 
 from diffusers_mdiffae import AutoencoderMDiffAE
@@ -78,12 +79,8 @@ def test_a_posterior_sample_draws_float32_noise_whatever_the_default_dtype():
     model = make_tiny(seed=4, family="semdisdiffae", decoder_depth=3)
     dist = model.encode(images(1, 32, 32)).latent_dist
     want = dist.sample(generator=gen(5))
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
+    with default_dtype(torch.float64):
         got = dist.sample(generator=gen(5))
-    finally:
-        torch.set_default_dtype(previous)
     assert got.dtype == torch.float32 and torch.equal(got, want)
 
 
@@ -198,12 +195,8 @@ def test_a_tiled_decode_blends_in_float32_whatever_the_default_dtype():
     model.enable_tiling(tile_sample_min_size=32, tile_overlap_factor=0.5)  # overlapping tiles are blended
     z = torch.randn(2, model.config.latent_channels, 5, 7, generator=gen(1))
     want = model.decode(z, num_inference_steps=1, generator=gen(2)).sample
-    before = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
+    with default_dtype(torch.float64):
         out = model.decode(z, num_inference_steps=1, generator=gen(2)).sample
-    finally:
-        torch.set_default_dtype(before)
     assert out.dtype == torch.float32 and torch.equal(out, want)
 
 
@@ -252,13 +245,9 @@ def test_a_tiled_encode_is_blended_in_float32_whatever_the_default_dtype():
     model.enable_tiling(tile_sample_min_size=32, tile_overlap_factor=0.25)
     with torch.no_grad():
         expected = model.encode(x).latent_dist.parameters
-    before = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)  # the blend weights and sums must not follow it
-    try:
+    with default_dtype(torch.float64):  # the blend weights and sums must not follow it
         with torch.no_grad():
             dist = model.encode(x).latent_dist
-    finally:
-        torch.set_default_dtype(before)
     assert dist.parameters.dtype == torch.float32 and torch.equal(dist.parameters, expected)
 
 
