@@ -285,10 +285,11 @@ def test_channels_last_is_the_default_and_can_be_turned_off_and_on_again():
 
     def layout():
         weight = model.encoder.patchify.proj.weight  # [32, 3, 16, 16]: the two layouts differ
-        fmt = torch.channels_last if weight.is_contiguous(memory_format=torch.channels_last) else None
-        fmt = fmt or (torch.contiguous_format if weight.is_contiguous() else None)
-        return model.encoder.memory_format, model.decoder.memory_format, fmt
+        channels_last = weight.is_contiguous(memory_format=torch.channels_last)
+        return model.encoder.memory_format, model.decoder.memory_format, channels_last, weight.is_contiguous()
 
-    assert layout() == (torch.channels_last,) * 3
-    assert model.use_channels_last(False) is model and layout() == (torch.contiguous_format,) * 3
-    assert model.use_channels_last() is model and layout() == (torch.channels_last,) * 3
+    channels_last = (torch.channels_last, torch.channels_last, True, False)
+    assert layout() == channels_last
+    contiguous = (torch.contiguous_format, torch.contiguous_format, False, True)
+    assert model.use_channels_last(False) is model and layout() == contiguous
+    assert model.use_channels_last() is model and layout() == channels_last
